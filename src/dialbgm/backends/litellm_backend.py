@@ -1,0 +1,217 @@
+"""Every LLM judge goes through litellm: hosted providers, any OpenAI-compatible server, and the
+local llama.cpp server. litellm is imported on the first cache miss only."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from dialbgm.config import JudgeConfig, ProviderConfig
+from dialbgm.data import Candidate, Item
+from dialbgm.request import Request, Response
+from dialbgm.retry import PermanentError, RetryableError, parse_retry_after
+from dialbgm.workspace import Workspace
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+_litellm_lock = threading.Lock()
+
+
+def import_litellm() -> Any:
+    # Without this litellm fetches a price list from the network at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    with _litellm_lock:
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.num_retries = 0
+    return litellm
+
+
+def response_format(provider: ProviderConfig, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The structured-output dialect this provider speaks (a capability, not a branch per vendor)."""
+    dialect = provider.capabilities.structured_output
+    if schema is None or dialect == "none":
+        return None
+    if dialect == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "judgement", "schema": schema, "strict": True}}
+    if dialect == "json_object_schema":
+        return {"type": "json_object", "schema": _bounded_ints_as_enums(schema)}
+    return {"type": "json_object"}
+
+
+def _bounded_ints_as_enums(node: Any) -> Any:
+    """llama.cpp's schema-to-grammar ignores integer bounds (a 135M model then answers 25 on a
+    1..10 scale); an enum of the allowed integers is enforced by the grammar."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer" and "minimum" in node and "maximum" in node:
+            return {"type": "integer", "enum": list(range(int(node["minimum"]), int(node["maximum"]) + 1))}
+        return {k: _bounded_ints_as_enums(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_bounded_ints_as_enums(v) for v in node]
+    return node
+
+
+class LiteLLMBackend:
+    kind = "litellm"
+    cacheable = True
+    integer_scores = True
+    needs_messages = True
+
+    def __init__(self, judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) -> None:
+        self.judge = judge
+        self.provider = provider
+        self.score_range = (float(judge.scale_min), float(judge.scale_max))
+        self._server: Any = None
+        self._start_lock = threading.Lock()
+        self.model = f"{provider.route}/{judge.model}" if provider.route else judge.model
+        if provider.kind == "llama_cpp_server":
+            from dialbgm.backends.llama_server import gguf_identity
+
+            self._gguf, ident = gguf_identity(provider)
+            self.identity: dict[str, Any] = ident
+            # The server's port changes every run; the model file identifies the answer instead.
+            self.api_base: str | None = None
+        else:
+            self.identity = {}
+            self.api_base = judge.api_base or provider.effective_api_base()
+        self.params = self._sent_params()
+
+    def _sent_params(self) -> dict[str, Any]:
+        caps = self.provider.capabilities
+        params = dict(self.judge.params)
+        if not caps.temperature:
+            params.pop("temperature", None)
+        if not caps.seed:
+            params.pop("seed", None)
+        if caps.streaming_only:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    @property
+    def needs_key(self) -> bool:
+        return self.provider.kind != "llama_cpp_server"
+
+    def build_request(
+        self,
+        item: Item,
+        shown: Sequence[Candidate],
+        messages: list[dict[str, Any]] | None,
+        schema: dict[str, Any] | None,
+        sample: int,
+    ) -> Request:
+        params = dict(self.params)
+        rf = response_format(self.provider, schema)
+        if rf is not None:
+            params["response_format"] = rf
+        return Request(
+            backend="litellm", model=self.model, identity=self.identity, messages=list(messages or []),
+            params=params, api_base=self.api_base, order=tuple(c.id for c in shown), sample=sample,
+        )
+
+    def _base_url(self) -> str | None:
+        if self.provider.kind != "llama_cpp_server":
+            return self.api_base
+        with self._start_lock:
+            if self._server is None:
+                from dialbgm.backends.llama_server import LlamaServer
+
+                server = LlamaServer(self.provider, self._gguf, self.judge.model)
+                server.start()
+                self._server = server
+            url: str | None = self._server.base_url
+            return url
+
+    def complete(self, request: Request) -> Response:
+        litellm = import_litellm()
+        api_base = self._base_url()
+        key = self.provider.api_key() or ("no-key" if self.provider.kind == "llama_cpp_server" else None)
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "timeout": self.provider.timeout,
+            "num_retries": 0,
+            "max_retries": 0,
+            **request.params,
+        }
+        if api_base:
+            kwargs["api_base"] = api_base
+        if key:
+            kwargs["api_key"] = key
+        try:
+            if request.params.get("stream"):
+                return self._collect_stream(litellm.completion(**kwargs))
+            resp = litellm.completion(**kwargs)
+        except Exception as e:  # litellm raises many types; classify them once, here
+            raise classify(e) from e
+        return _from_completion(resp)
+
+    def _collect_stream(self, stream: Any) -> Response:
+        parts: list[str] = []
+        finish: str | None = None
+        model: str | None = None
+        usage: dict[str, int] = {}
+        try:
+            for chunk in stream:
+                model = getattr(chunk, "model", None) or model
+                for choice in getattr(chunk, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)
+                    if delta is not None and getattr(delta, "content", None):
+                        parts.append(delta.content)
+                    finish = getattr(choice, "finish_reason", None) or finish
+                u = getattr(chunk, "usage", None)
+                if u:
+                    usage = _usage(u)
+        except Exception as e:
+            raise classify(e) from e
+        return Response("".join(parts), finish, model, usage)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def _usage(u: Any) -> dict[str, int]:
+    out = {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        v = getattr(u, name, None)
+        if isinstance(v, int):
+            out[name] = v
+    return out
+
+
+def _from_completion(resp: Any) -> Response:
+    choice = resp.choices[0]
+    content = choice.message.content or ""
+    return Response(content, choice.finish_reason, getattr(resp, "model", None), _usage(resp.usage))
+
+
+def classify(e: Exception) -> Exception:
+    """litellm/httpx/openai exception → RetryableError (with Retry-After) or PermanentError."""
+    name = type(e).__name__
+    status = getattr(e, "status_code", None)
+    retry_after = None
+    for holder in (getattr(e, "response", None), e):
+        headers = getattr(holder, "headers", None) or getattr(holder, "litellm_response_headers", None)
+        if headers is not None:
+            try:
+                retry_after = parse_retry_after(headers.get("retry-after"))
+            except AttributeError:
+                retry_after = None
+            if retry_after is not None:
+                break
+    message = f"{name}: {str(e)[:500]}"
+    transient_names = ("Timeout", "APIConnectionError", "ServiceUnavailableError", "RateLimitError",
+                       "InternalServerError", "APIError", "ConnectError", "ReadError",
+                       "RemoteProtocolError", "MidStreamFallbackError")
+    if isinstance(status, int):
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return RetryableError(message, retry_after)
+        return PermanentError(message)
+    if any(t in name for t in transient_names) or isinstance(e, ConnectionError | TimeoutError):
+        return RetryableError(message, retry_after)
+    return PermanentError(message)

@@ -1,0 +1,237 @@
+"""The ``dialbgm`` command. Heavy modules (litellm, numpy, jinja2) are imported inside the
+commands that need them, so ``dialbgm --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="dialbgm",
+    help="Judge background music for everyday dialogues with LLMs, against human rankings (DialBGM).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+JudgeOpt = Annotated[str, typer.Option("--judge", "-j", help="Judge name (a file in judges/).")]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", "-d", help="Data file (.jsonl, .csv, .parquet); default: the bundled sample.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a judge setting for this run: KEY=VALUE (repeatable)."),
+]
+
+
+def _fail(e: Exception) -> None:
+    from dialbgm.errors import DialbgmError
+
+    code = e.exit_code if isinstance(e, DialbgmError) else 1
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _workspace() -> Any:
+    from dialbgm.workspace import find_workspace
+
+    return find_workspace()
+
+
+@app.command("eval")
+def eval_cmd(
+    judge: JudgeOpt = "local",
+    data: DataOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N items.", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the run's files into this folder.")] = None,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Replace the files of a run already in --out.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a judge on a data file and print its agreement with the human ranks."""
+    from dialbgm.config import parse_overrides
+    from dialbgm.errors import DialbgmError
+    from dialbgm.report import print_run
+    from dialbgm.runner import run_eval
+
+    try:
+        ws = _workspace()
+        data_path = data or ws.sample_data
+        overrides = parse_overrides(set_ or [])
+        with _progress(quiet) as progress:
+            result = run_eval(
+                ws, judge, data_path, out_dir=out, limit=limit, overrides=overrides,
+                force=force, use_cache=not no_cache, progress=progress,
+            )
+    except DialbgmError as e:
+        _fail(e)
+        return
+    print_run(result.manifest, result.metrics, str(result.out_dir))
+
+
+class _progress:
+    """A rich progress bar on stderr; silent when quiet or not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet or not sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("judging", total=None)
+
+        def update(done: int, total: int) -> None:
+            self._bar.update(self._task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@app.command()
+def render(
+    item: Annotated[str, typer.Option("--item", "-i", help="Item id.")],
+    judge: JudgeOpt = "local",
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the requests as JSON.")] = False,
+) -> None:
+    """Print the exact messages a judge would send for one item, without calling anything."""
+    from dialbgm.config import parse_overrides
+    from dialbgm.errors import DialbgmError
+    from dialbgm.runner import render_item
+
+    try:
+        ws = _workspace()
+        prep, idx = render_item(ws, judge, data or ws.sample_data, item, parse_overrides(set_ or []))
+    except DialbgmError as e:
+        _fail(e)
+        return
+    reqs = [prep.requests[i] for i in idx]
+    if as_json:
+        typer.echo(json.dumps([{**r.key_parts(), "cache_key": r.cache_key()} for r in reqs], indent=2,
+                              ensure_ascii=False))
+        return
+    for n, (i, r) in enumerate(zip(idx, reqs, strict=True), start=1):
+        unit = prep.units[i]
+        shown = ", ".join(f"{chr(65 + k)}={c.id}" for k, c in enumerate(unit.shown))
+        typer.secho(f"=== request {n}/{len(reqs)}  unit {unit.unit_id}  model {r.model}", bold=True)
+        typer.echo(f"shown: {shown}")
+        if unit.shots:
+            typer.echo(f"few-shot examples: {', '.join(unit.shot_ids)}")
+        params = {k: v for k, v in r.params.items() if k != "response_format"}
+        typer.echo(f"params: {json.dumps(params)}")
+        if "response_format" in r.params:
+            typer.echo(f"response_format: {json.dumps(r.params['response_format'])}")
+        typer.echo(f"cache key: {r.cache_key()}")
+        for m in r.messages:
+            typer.secho(f"--- {m['role']}", fg=typer.colors.CYAN)
+            typer.echo(m["content"])
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="Data file to check.")]) -> None:
+    """Check a data file; list every problem with its file, line and field (exit 2 if any)."""
+    from dialbgm.data import load_dataset
+    from dialbgm.errors import DataError
+
+    try:
+        ds = load_dataset(path)
+    except DataError as e:
+        for p in e.problems:
+            typer.echo(str(p), err=True)
+        typer.secho(f"{len(e.problems)} problem(s) in {path}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    n_cands = sum(len(i.candidates) for i in ds)
+    with_summary = sum(1 for i in ds if i.summary)
+    with_audio = sum(1 for i in ds for c in i.candidates if c.audio)
+    typer.echo(
+        f"{path}: ok — {len(ds)} items, {n_cands} candidates, {with_summary} with a summary, "
+        f"{with_audio} candidates with audio ({ds.fmt}, sha256 {ds.sha256[:12]})"
+    )
+
+
+@app.command()
+def judges() -> None:
+    """List the judges of this workspace."""
+    from dialbgm.config import list_judges, load_judge, load_provider
+    from dialbgm.errors import DialbgmError
+
+    try:
+        ws = _workspace()
+        rows = []
+        for name in list_judges(ws):
+            j = load_judge(ws, name)
+            p = load_provider(ws, j.provider)
+            key = p.api_key_env or "-"
+            if p.api_key_env and p.api_key_required:
+                key += " (set)" if p.api_key() else " (missing)"
+            rows.append((name, p.name, j.model or p.kind, j.mode, key, j.description))
+    except DialbgmError as e:
+        _fail(e)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for col in ("judge", "provider", "model", "mode", "key"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("description", overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    Console().print(t)
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """Entries and size of the cache."""
+    from dialbgm.cache import ResponseCache
+
+    ws = _workspace()
+    c = ResponseCache(ws.cache_dir)
+    s = c.stats()
+    c.close()
+    typer.echo(f"{s.directory}: {s.entries} entries, {s.size_bytes / 1e6:.2f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Delete every cached response (paid answers are lost: re-running pays again)."""
+    from dialbgm.cache import ResponseCache
+
+    ws = _workspace()
+    c = ResponseCache(ws.cache_dir)
+    n = c.stats().entries
+    if not yes and not typer.confirm(f"delete {n} cached responses in {c.directory}?"):
+        c.close()
+        raise typer.Exit(1)
+    removed = c.clear()
+    c.close()
+    typer.echo(f"removed {removed} entries from {c.directory}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

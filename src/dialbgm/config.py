@@ -1,0 +1,259 @@
+"""Judge and provider files (TOML), and ``--set KEY=VALUE`` overrides.
+
+A judge is a provider + a template + variant settings + sampling parameters. Every setting is
+typed and checked when the file is loaded, so a typo fails before any call, naming the file and
+the key. The effective config (file + overrides) is what a run records and hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from dialbgm.errors import ConfigError, MissingKeyError
+from dialbgm.workspace import Workspace
+
+Mode = Literal["listwise", "pointwise"]
+Context = Literal["full", "summary"]
+Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
+StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
+
+CRITERIA = ("relevance", "non_intrusiveness", "consistency")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider accepts; differences between providers are data, not branches."""
+
+    structured_output: StructuredOutput = "none"
+    streaming_only: bool = False
+    temperature: bool = True
+    seed: bool = True
+    audio_formats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    kind: Kind
+    route: str = ""
+    api_base: str | None = None
+    api_base_env: str | None = None
+    api_key_env: str | None = None
+    api_key_required: bool = True
+    concurrency: int = 4
+    timeout: float = 120.0
+    max_attempts: int = 5
+    max_retry_seconds: float = 300.0
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    # llama_cpp_server: where the GGUF comes from and how the server is started.
+    model_package: str | None = None
+    model_glob: str = "*.gguf"
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    startup_timeout: float = 120.0
+    # embedding
+    embedding_model: str | None = None
+
+    def api_key(self) -> str | None:
+        """The key, read from the environment at call time and never stored anywhere."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def effective_api_base(self) -> str | None:
+        if self.api_base_env and os.environ.get(self.api_base_env):
+            return os.environ[self.api_base_env]
+        return self.api_base
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    name: str
+    provider: str
+    description: str = ""
+    model: str = ""
+    template: str = "weighted_criteria"
+    mode: Mode = "listwise"
+    context: Context = "full"
+    cot: bool = False
+    few_shot: int = 0
+    few_shot_seed: int = 0
+    few_shot_pool: str = "prompts/fewshot_pool.jsonl"
+    order_seed: int = 0
+    scale_min: int = 1
+    scale_max: int = 10
+    seed: int = 0
+    api_base: str | None = None
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"relevance": 0.5, "non_intrusiveness": 0.3, "consistency": 0.2}
+    )
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj``: key order, spacing and unicode fixed."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def list_judges(ws: Workspace) -> list[str]:
+    return sorted(p.stem for p in ws.judges_dir.glob("*.toml"))
+
+
+def load_provider(ws: Workspace, name: str) -> ProviderConfig:
+    path = ws.providers_dir / f"{name}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in ws.providers_dir.glob("*.toml")))
+        raise ConfigError(f"no provider {name!r} (looked for {path}); known: {known}")
+    data = _read_toml(path)
+    caps = data.pop("capabilities", {})
+    if not isinstance(caps, dict):
+        raise ConfigError(f"{path}: capabilities: must be a table")
+    cap_obj = _build(Capabilities, caps, path, "capabilities.")
+    return _build(ProviderConfig, {**data, "name": name, "capabilities": cap_obj}, path, "")
+
+
+def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None) -> JudgeConfig:
+    path = ws.judges_dir / f"{name}.toml"
+    if not path.exists():
+        raise ConfigError(f"no judge {name!r} (looked for {path}); known: {', '.join(list_judges(ws))}")
+    data = _read_toml(path)
+    data["name"] = name
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, value, path)
+    judge = _build(JudgeConfig, data, path, "")
+    _check_judge(judge, path)
+    return judge
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["cot=true", "params.temperature=0.7"]`` → typed values (TOML syntax, else a string)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any, path: Path) -> None:
+    head, _, tail = key.partition(".")
+    if tail:
+        if head not in ("params", "weights"):
+            raise ConfigError(f"--set {key}: only params.* and weights.* take a dotted key")
+        table = data.setdefault(head, {})
+        table[tail] = value
+        return
+    names = {f.name for f in fields(JudgeConfig)} - {"name"}
+    if key not in names:
+        raise ConfigError(
+            f"--set {key}: judge {path.stem!r} has no setting {key!r}; settings: {', '.join(sorted(names))}"
+        )
+    data[key] = value
+
+
+def _build(cls: Any, data: dict[str, Any], path: Path, prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(prefix + u for u in unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, known[name].type, path, prefix + name)
+    try:
+        obj = cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return obj
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+
+
+def _coerce(value: Any, annotation: Any, path: Path, key: str) -> Any:
+    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    ann = ann.replace(" ", "")
+    optional = ann.endswith("|None")
+    base = ann[: -len("|None")] if optional else ann
+    if value is None and optional:
+        return None
+    literal = {"Mode": Mode, "Context": Context, "Kind": Kind, "StructuredOutput": StructuredOutput}
+    if base in literal:
+        allowed = get_args(literal[base])
+        if value not in allowed:
+            raise ConfigError(f"{path}: {key}: must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+    if base in _SCALARS:
+        ok = isinstance(value, _SCALARS[base]) and not (base != "bool" and isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{path}: {key}: must be {base}, got {value!r}")
+        return float(value) if base == "float" else value
+    if base == "tuple[str,...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key}: must be a list of strings")
+        return tuple(value)
+    if base.startswith("dict["):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {key}: must be a table")
+        return dict(value)
+    return value
+
+
+def _check_judge(j: JudgeConfig, path: Path) -> None:
+    if j.few_shot < 0:
+        raise ConfigError(f"{path}: few_shot: must be >= 0")
+    if j.scale_min >= j.scale_max:
+        raise ConfigError(f"{path}: scale_min must be below scale_max")
+    missing = [c for c in CRITERIA if c not in j.weights]
+    extra = [c for c in j.weights if c not in CRITERIA]
+    if missing or extra:
+        raise ConfigError(f"{path}: weights: need exactly {', '.join(CRITERIA)} (missing {missing}, unknown {extra})")
+    for k, v in j.weights.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(f"{path}: weights.{k}: must be a number >= 0, got {v!r}")
+    if sum(j.weights.values()) <= 0:
+        raise ConfigError(f"{path}: weights: must not all be zero")
+
+
+def with_overrides(judge: JudgeConfig, **changes: Any) -> JudgeConfig:
+    return replace(judge, **changes)
+
+
+def require_key(judge: JudgeConfig, provider: ProviderConfig) -> None:
+    """Fail before any call when the judge's key is missing (never reads it into config)."""
+    if provider.api_key_env and provider.api_key_required and not provider.api_key():
+        raise MissingKeyError(judge.name, provider.api_key_env)

@@ -1,0 +1,373 @@
+"""DialBGM-format data: the item model, its loaders (JSONL, long CSV, long Parquet) and validation.
+
+Validation collects every problem with its file, line and field before raising, so a user fixes
+a file in one pass; nothing downstream ever sees a half-valid dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialbgm.errors import DataError, Problem
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    caption: str | None
+    audio: str | None
+    rank: int
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    dialogue: tuple[Turn, ...]
+    candidates: tuple[Candidate, ...]
+    summary: str | None = None
+    source_line: int | None = None
+
+    @property
+    def human_ranks(self) -> list[int]:
+        return [c.rank for c in self.candidates]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    items: tuple[Item, ...]
+    sha256: str
+    fmt: str
+    ids: frozenset[str] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def get(self, item_id: str) -> Item:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise KeyError(item_id)
+
+    def limited(self, limit: int | None) -> Dataset:
+        if limit is None or limit >= len(self.items):
+            return self
+        kept = self.items[:limit]
+        return Dataset(self.path, kept, self.sha256, self.fmt, frozenset(i.id for i in kept))
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load and validate a data file; raise :class:`DataError` listing every problem."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError([Problem(str(p), None, "<file>", "no such file")])
+    if p.is_dir():
+        raise DataError([Problem(str(p), None, "<file>", "is a folder, not a data file")])
+    raw = p.read_bytes()
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        fmt, items, problems = "jsonl", *_load_jsonl(p, raw)
+    elif suffix == ".csv":
+        fmt, items, problems = "csv", *_load_long(p, _csv_rows(p, raw))
+    elif suffix in (".parquet", ".pq"):
+        fmt, items, problems = "parquet", *_load_long(p, _parquet_rows(p))
+    else:
+        raise DataError(
+            [Problem(str(p), None, "<file>", f"unknown format {suffix!r}; use .jsonl, .csv or .parquet")]
+        )
+    if not items and not problems:
+        problems.append(Problem(str(p), None, "<file>", "no items"))
+    problems.extend(_duplicate_ids(p, items))
+    if problems:
+        raise DataError(problems)
+    return Dataset(p, tuple(items), hashlib.sha256(raw).hexdigest(), fmt, frozenset(i.id for i in items))
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def _load_jsonl(p: Path, raw: bytes) -> tuple[list[Item], list[Problem]]:
+    items: list[Item] = []
+    problems: list[Problem] = []
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return [], [Problem(str(p), line, "<encoding>", "not valid UTF-8")]
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(str(p), lineno, "<json>", f"not valid JSON ({e.msg}, column {e.colno})"))
+            continue
+        item = _item_from_obj(obj, _Locator(str(p), lineno), problems)
+        if item is not None:
+            items.append(item)
+    return items, problems
+
+
+@dataclass(frozen=True)
+class _Locator:
+    path: str
+    line: int | None
+
+    def problem(self, fld: str, message: str) -> Problem:
+        return Problem(self.path, self.line, fld, message)
+
+
+def _nonempty_str(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | None:
+    if not isinstance(obj, dict):
+        problems.append(loc.problem("<item>", f"expected a JSON object, got {type(obj).__name__}"))
+        return None
+    before = len(problems)
+    item_id = obj.get("id")
+    if not _nonempty_str(item_id):
+        problems.append(loc.problem("id", "required: a non-empty string"))
+    turns = _turns(obj.get("dialogue"), loc, problems)
+    summary = obj.get("summary")
+    if summary is not None and not isinstance(summary, str):
+        problems.append(loc.problem("summary", "must be a string or null"))
+    candidates = _candidates(obj.get("candidates"), loc, problems)
+    if len(problems) > before:
+        return None
+    assert isinstance(item_id, str)
+    return Item(
+        id=item_id,
+        dialogue=tuple(turns),
+        candidates=tuple(candidates),
+        summary=summary if isinstance(summary, str) and summary.strip() else None,
+        source_line=loc.line,
+    )
+
+
+def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:
+    if not isinstance(value, list) or not value:
+        problems.append(loc.problem("dialogue", "required: a non-empty list of {speaker, text} turns"))
+        return []
+    turns: list[Turn] = []
+    for i, t in enumerate(value):
+        if not isinstance(t, dict):
+            problems.append(loc.problem(f"dialogue[{i}]", "expected an object with speaker and text"))
+            continue
+        ok = True
+        for key in ("speaker", "text"):
+            if not _nonempty_str(t.get(key)):
+                problems.append(loc.problem(f"dialogue[{i}].{key}", "required: a non-empty string"))
+                ok = False
+        if ok:
+            turns.append(Turn(t["speaker"], t["text"]))
+    return turns
+
+
+def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Candidate]:
+    if not isinstance(value, list) or len(value) < 2:
+        problems.append(loc.problem("candidates", "required: a list of at least 2 candidates"))
+        return []
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    ranks_ok = True
+    for i, c in enumerate(value):
+        f = f"candidates[{i}]"
+        if not isinstance(c, dict):
+            problems.append(loc.problem(f, "expected an object"))
+            ranks_ok = False
+            continue
+        cid = c.get("id")
+        if not _nonempty_str(cid):
+            problems.append(loc.problem(f"{f}.id", "required: a non-empty string"))
+        elif cid in seen:
+            problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {cid!r} in this item"))
+        else:
+            seen.add(cid)
+        caption, audio = c.get("caption"), c.get("audio")
+        if caption is not None and not isinstance(caption, str):
+            problems.append(loc.problem(f"{f}.caption", "must be a string"))
+        if audio is not None and not _nonempty_str(audio):
+            problems.append(loc.problem(f"{f}.audio", "must be a non-empty path string"))
+        if not _nonempty_str(caption) and not _nonempty_str(audio):
+            problems.append(loc.problem(f"{f}.caption", "each candidate needs a caption or an audio path"))
+        rank = c.get("rank")
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            problems.append(loc.problem(f"{f}.rank", f"required: an integer human rank, got {rank!r}"))
+            ranks_ok = False
+            continue
+        out.append(
+            Candidate(
+                id=str(cid),
+                caption=caption if _nonempty_str(caption) else None,
+                audio=audio if _nonempty_str(audio) else None,
+                rank=rank,
+            )
+        )
+    if ranks_ok and len(out) == len(value):
+        ranks = sorted(c.rank for c in out)
+        expected = list(range(1, len(value) + 1))
+        if ranks != expected:
+            problems.append(
+                loc.problem(
+                    "candidates[*].rank",
+                    f"ranks must be a permutation of 1..{len(value)}, got {[c.rank for c in out]}",
+                )
+            )
+    return out
+
+
+def _duplicate_ids(p: Path, items: Sequence[Item]) -> list[Problem]:
+    first: dict[str, int | None] = {}
+    problems: list[Problem] = []
+    for item in items:
+        if item.id in first:
+            problems.append(
+                Problem(str(p), item.source_line, "id",
+                        f"duplicate item id {item.id!r} (first at line {first[item.id]})")
+            )
+        else:
+            first[item.id] = item.source_line
+    return problems
+
+
+# ---------------------------------------------------------------- long form (CSV / Parquet)
+
+LONG_COLUMNS = ("id", "dialogue", "candidate_id", "rank")
+OPTIONAL_LONG_COLUMNS = ("summary", "caption", "audio")
+
+
+def _csv_rows(p: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        yield Problem(str(p), raw[: e.start].count(b"\n") + 1, "<encoding>", "not valid UTF-8")
+        return
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    missing = [c for c in LONG_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        yield Problem(str(p), 1, "<header>", f"missing column(s): {', '.join(missing)}")
+        return
+    for row in reader:
+        yield reader.line_num, dict(row)
+
+
+def _parquet_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
+    try:
+        import pandas as pd
+
+        frame = pd.read_parquet(p)
+    except ImportError:
+        yield Problem(str(p), None, "<file>", "reading Parquet needs pyarrow: pip install 'dialbgm[parquet]'")
+        return
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        yield Problem(str(p), None, "<file>", f"not a readable Parquet file ({e})")
+        return
+    missing = [c for c in LONG_COLUMNS if c not in frame.columns]
+    if missing:
+        yield Problem(str(p), None, "<header>", f"missing column(s): {', '.join(missing)}")
+        return
+    for i, row in enumerate(frame.to_dict(orient="records"), start=1):
+        yield i, {k: (None if _is_missing(v) else v) for k, v in row.items()}
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _parse_dialogue_cell(cell: Any) -> Any:
+    """A long-form dialogue cell: a JSON list of turns, or 'Speaker: text' lines."""
+    if not isinstance(cell, str):
+        return cell
+    s = cell.strip()
+    if s.startswith("["):
+        try:
+            return json.loads(s)
+        except json.JSONDecodeError:
+            return None
+    turns = []
+    for line in s.splitlines():
+        if not line.strip():
+            continue
+        speaker, sep, text = line.partition(":")
+        if not sep:
+            return None
+        turns.append({"speaker": speaker.strip(), "text": text.strip()})
+    return turns
+
+
+def _rank_cell(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip()
+        return int(v) if v.lstrip("-").isdigit() else v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if hasattr(v, "item"):  # numpy scalar from Parquet
+        return _rank_cell(v.item())
+    return v
+
+
+def _load_long(
+    p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]
+) -> tuple[list[Item], list[Problem]]:
+    problems: list[Problem] = []
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for entry in rows:
+        if isinstance(entry, Problem):
+            problems.append(entry)
+            continue
+        line, row = entry
+        item_id = row.get("id")
+        if not _nonempty_str(item_id):
+            problems.append(Problem(str(p), line, "id", "required: a non-empty string"))
+            continue
+        groups.setdefault(str(item_id), []).append((line, row))
+    items: list[Item] = []
+    for item_id, members in groups.items():
+        first_line, first = members[0]
+        loc = _Locator(str(p), first_line)
+        for line, row in members[1:]:
+            for col in ("dialogue", "summary"):
+                if (row.get(col) or None) != (first.get(col) or None):
+                    problems.append(
+                        Problem(str(p), line, col, f"differs from the first row of item {item_id!r} "
+                                                   f"(line {first_line})")
+                    )
+        dialogue = _parse_dialogue_cell(first.get("dialogue"))
+        if dialogue is None:
+            problems.append(loc.problem("dialogue", "not a JSON list of turns nor 'Speaker: text' lines"))
+            continue
+        obj = {
+            "id": item_id,
+            "dialogue": dialogue,
+            "summary": first.get("summary") or None,
+            "candidates": [
+                {
+                    "id": None if row.get("candidate_id") is None else str(row.get("candidate_id")),
+                    "caption": row.get("caption") or None,
+                    "audio": row.get("audio") or None,
+                    "rank": _rank_cell(row.get("rank")),
+                }
+                for _, row in members
+            ],
+        }
+        item = _item_from_obj(obj, loc, problems)
+        if item is not None:
+            items.append(item)
+    return items, problems

@@ -1,0 +1,167 @@
+"""Render a judge's messages from Jinja templates.
+
+Templates are code and dialogue text is data: the environment is sandboxed with
+StrictUndefined, and dialogue turns and captions only ever enter as variables, so a dialogue
+containing ``{{ 7*7 }}`` is sent literally. Candidates are shown under neutral labels (A, B, ...)
+in a seeded order, never under their dataset ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from dialbgm.config import CRITERIA, JudgeConfig
+from dialbgm.data import Candidate, Item
+from dialbgm.errors import ConfigError, TemplateError
+
+Message = dict[str, Any]
+LABELS = string.ascii_uppercase
+
+
+def labels_for(n: int) -> list[str]:
+    if n > len(LABELS):
+        raise ConfigError(f"at most {len(LABELS)} candidates per item are supported, got {n}")
+    return list(LABELS[:n])
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One few-shot example: a pool item, the candidates shown and the answer to imitate."""
+
+    item: Item
+    candidates: tuple[Candidate, ...]
+
+
+class PromptSet:
+    """One template folder under ``prompts/``: system, user_listwise, user_pointwise, criteria."""
+
+    FILES = ("system.j2", "user_listwise.j2", "user_pointwise.j2", "criteria.toml")
+
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            known = ", ".join(sorted(p.name for p in folder.parent.iterdir() if p.is_dir()))
+            raise TemplateError(f"no template {folder.name!r} in {folder.parent}; known: {known}")
+        missing = [f for f in self.FILES if not (folder / f).exists()]
+        if missing:
+            raise TemplateError(f"template {folder}: missing {', '.join(missing)}")
+        self.folder = folder
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(folder)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        try:
+            self.criteria_text = tomllib.loads((folder / "criteria.toml").read_text("utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise TemplateError(f"{folder / 'criteria.toml'}: not valid TOML ({e})") from None
+        for c in CRITERIA:
+            if c not in self.criteria_text:
+                raise TemplateError(f"{folder / 'criteria.toml'}: missing [{c}]")
+
+    @cached_property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for name in self.FILES:
+            h.update(name.encode())
+            h.update((self.folder / name).read_bytes())
+        return h.hexdigest()
+
+    def _render(self, name: str, variables: dict[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(**variables).strip()
+        except jinja2.TemplateError as e:
+            raise TemplateError(f"{self.folder / name}: {e}") from None
+
+    def criteria(self, weights: dict[str, float]) -> list[dict[str, Any]]:
+        total = sum(weights.values())
+        return [
+            {
+                "name": c,
+                "title": self.criteria_text[c]["title"],
+                "description": self.criteria_text[c]["description"],
+                "weight_pct": round(100 * weights[c] / total),
+            }
+            for c in CRITERIA
+        ]
+
+    def messages(
+        self,
+        judge: JudgeConfig,
+        item: Item,
+        shown: Sequence[Candidate],
+        shots: Sequence[Shot] = (),
+    ) -> list[Message]:
+        """The exact chat messages of one call: system, few-shot pairs, then the item."""
+        labels = labels_for(len(shown))
+        base = {
+            "criteria": self.criteria(judge.weights),
+            "scale_min": judge.scale_min,
+            "scale_max": judge.scale_max,
+            "mode": judge.mode,
+            "cot": judge.cot,
+            "context": judge.context,
+            "labels": labels,
+            "n_candidates": len(shown),
+        }
+        out: list[Message] = [{"role": "system", "content": self._render("system.j2", base)}]
+        for shot in shots:
+            out.append({"role": "user", "content": self._user(judge, shot.item, shot.candidates, base)})
+            out.append(
+                {"role": "assistant",
+                 "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
+            )
+        out.append({"role": "user", "content": self._user(judge, item, shown, base)})
+        return out
+
+    def _user(
+        self, judge: JudgeConfig, item: Item, shown: Sequence[Candidate], base: dict[str, Any]
+    ) -> str:
+        if judge.context == "summary" and item.summary is None:
+            raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
+        variables = {
+            **base,
+            "dialogue": [{"speaker": t.speaker, "text": t.text} for t in item.dialogue],
+            "summary": item.summary or "",
+            "candidates": [
+                {"label": label, "caption": c.caption or "(no caption)"}
+                for label, c in zip(labels_for(len(shown)), shown, strict=True)
+            ],
+        }
+        name = "user_listwise.j2" if judge.mode == "listwise" else "user_pointwise.j2"
+        return self._render(name, variables)
+
+
+def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int) -> str:
+    """The answer a few-shot example teaches: human ranks mapped linearly onto the scale."""
+    n_all = max(n_all, 2)
+    span = judge.scale_max - judge.scale_min
+
+    def score(rank: int) -> int:
+        return round(judge.scale_max - (rank - 1) * span / (n_all - 1))
+
+    answer: dict[str, Any] = {}
+    if judge.mode == "listwise":
+        labels = labels_for(len(shown))
+        if judge.cot:
+            order = sorted(zip(labels, shown, strict=True), key=lambda lc: lc[1].rank)
+            answer["reasoning"] = "From most to least suitable: " + ", ".join(lab for lab, _ in order) + "."
+        answer["scores"] = {lab: score(c.rank) for lab, c in zip(labels, shown, strict=True)}
+    else:
+        if judge.cot:
+            answer["reasoning"] = f"Human annotators ranked this clip {shown[0].rank} of {n_all}."
+        answer["score"] = score(shown[0].rank)
+    return json.dumps(answer, ensure_ascii=False)

@@ -1,0 +1,73 @@
+"""The effective request of one call, and the cache key derived from it.
+
+The key covers everything that can change the answer: the backend and the identity of the
+model behind it, the base URL where the model is user-chosen, every parameter actually sent,
+the rendered messages (or embedding texts), the candidate order and the sample index, and a
+schema version. Timeouts, retry settings and API keys are deliberately not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+CACHE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Request:
+    backend: str
+    """The backend kind: litellm, random, embedding."""
+    model: str
+    """What is sent as the model name (litellm route/model, or the embedding model id)."""
+    identity: dict[str, Any]
+    """What identifies the model that answers, beyond its name (e.g. the GGUF's sha256)."""
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+    api_base: str | None = None
+    order: tuple[str, ...] = ()
+    sample: int = 0
+
+    def key_parts(self) -> dict[str, Any]:
+        return {
+            "schema": CACHE_SCHEMA_VERSION,
+            "backend": self.backend,
+            "model": self.model,
+            "identity": self.identity,
+            "api_base": self.api_base,
+            "params": self.params,
+            "messages": self.messages,
+            "order": list(self.order),
+            "sample": self.sample,
+        }
+
+    def cache_key(self) -> str:
+        return _sha256_json(self.key_parts())
+
+    def messages_sha256(self) -> str:
+        return _sha256_json(self.messages)
+
+
+def _sha256_json(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Response:
+    """A provider's raw answer: what is cached, and all that parsing ever sees."""
+
+    text: str
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "finish_reason": self.finish_reason, "model": self.model,
+                "usage": self.usage}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Response:
+        return cls(d["text"], d.get("finish_reason"), d.get("model"), dict(d.get("usage") or {}))

@@ -1,0 +1,76 @@
+"""The one retry layer: tenacity, exponential backoff with full jitter, Retry-After honoured,
+bounded in attempts and in total time. litellm's and the OpenAI client's own retries are off."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class RetryableError(Exception):
+    """A transient failure (429, 5xx, connection, timeout); may carry the server's Retry-After."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that a retry cannot fix (bad request, auth, unknown model)."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    max_attempts: int,
+    max_seconds: float,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> T:
+    import tenacity
+
+    jitter = tenacity.wait_random_exponential(multiplier=base_delay, max=max_delay)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        delay = float(jitter(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, max_seconds))
+        return delay
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry and state.outcome:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(state.attempt_number, exc)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max_attempts) | tenacity.stop_after_delay(max_seconds),
+        wait=wait,
+        retry=tenacity.retry_if_exception_type(RetryableError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    result: Any = retrying(fn)
+    return result  # type: ignore[no-any-return]
