@@ -264,8 +264,11 @@ def _csv_rows(p: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any]] | Prob
     if missing:
         yield Problem(str(p), 1, "<header>", f"missing column(s): {', '.join(missing)}")
         return
+    end_of_previous = reader.line_num
     for row in reader:
-        yield reader.line_num, dict(row)
+        # A quoted cell may span lines: name the line the row starts on.
+        yield end_of_previous + 1, dict(row)
+        end_of_previous = reader.line_num
 
 
 def _parquet_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]] | Problem]:

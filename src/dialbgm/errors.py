@@ -68,5 +68,5 @@ class ProviderError(DialbgmError):
     """A provider call failed after every retry (recorded on the unit as transport_error)."""
 
 
-class ResultsError(DialbgmError):
+class ResultsError(InputError):
     """A results folder cannot be written or read as asked."""

@@ -115,28 +115,39 @@ def _request_for(unit: Unit, judge: JudgeConfig, backend: Backend, prompts: Prom
     return backend.build_request(unit.item, unit.shown, messages, schema, unit.sample)
 
 
-def execute(
-    prep: Prepared,
-    cache: ResponseCache | None,
-    *,
-    progress: ProgressFn | None = None,
-) -> list[UnitOutcome]:
-    """Serve each request from the cache or the backend; store only successful replies."""
-    n = len(prep.requests)
-    outcomes: list[UnitOutcome | None] = [None] * n
+def lookup(prep: Prepared, cache: ResponseCache | None) -> tuple[list[UnitOutcome | None], list[int]]:
+    """Serve what the cache holds; return the outcomes so far and the indices still to call."""
+    outcomes: list[UnitOutcome | None] = [None] * len(prep.requests)
     misses: list[int] = []
-    use_cache = cache is not None and prep.backend.cacheable
     for i, req in enumerate(prep.requests):
-        hit = cache.get(req) if use_cache and cache is not None else None
+        hit = cache.get(req) if cache is not None and prep.backend.cacheable else None
         if hit is not None:
             outcomes[i] = UnitOutcome(hit, True, None)
         else:
             misses.append(i)
-    done = n - len(misses)
-    if progress:
-        progress(done, n)
+    return outcomes, misses
+
+
+def check_can_call(prep: Prepared, misses: list[int]) -> None:
+    """Fail before any call when a call is needed and its key is missing."""
     if misses and getattr(prep.backend, "needs_key", False):
         require_key(prep.judge, prep.provider)
+
+
+def call_misses(
+    prep: Prepared,
+    cache: ResponseCache | None,
+    outcomes: list[UnitOutcome | None],
+    misses: list[int],
+    *,
+    progress: ProgressFn | None = None,
+) -> list[UnitOutcome]:
+    """Call the backend for every miss (with retries); store only successful replies."""
+    n = len(prep.requests)
+    done = n - len(misses)
+    store = cache is not None and prep.backend.cacheable
+    if progress:
+        progress(done, n)
 
     def work(i: int) -> UnitOutcome:
         req = prep.requests[i]
@@ -157,7 +168,7 @@ def execute(
         except (RetryableError, PermanentError) as e:
             return UnitOutcome(None, False, time.perf_counter() - t0, str(e), attempts)
         latency = time.perf_counter() - t0
-        if use_cache and cache is not None:
+        if store and cache is not None:
             cache.put(req, resp)
         return UnitOutcome(resp, False, latency, None, attempts)
 
@@ -299,10 +310,12 @@ def run_eval(
     if out_dir is None:
         stamp = started.replace(":", "").replace("-", "")[:15]
         out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"
-    prepare_out_dir(out_dir, force)
     cache = ResponseCache(ws.cache_dir) if use_cache else None
     try:
-        outcomes = execute(prep, cache, progress=progress)
+        partial, misses = lookup(prep, cache)
+        check_can_call(prep, misses)
+        prepare_out_dir(out_dir, force)
+        outcomes = call_misses(prep, cache, partial, misses, progress=progress)
     finally:
         if cache is not None:
             cache.close()

@@ -128,7 +128,10 @@ class LiteLLMBackend:
     def complete(self, request: Request) -> Response:
         litellm = import_litellm()
         api_base = self._base_url()
-        key = self.provider.api_key() or ("no-key" if self.provider.kind == "llama_cpp_server" else None)
+        key = self.provider.api_key()
+        if key is None and self.provider.route == "openai":
+            # Self-hosted servers need no key, but the OpenAI client refuses to send without one.
+            key = "no-key"
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": request.messages,
@@ -204,7 +207,7 @@ def classify(e: Exception) -> Exception:
                 retry_after = None
             if retry_after is not None:
                 break
-    message = f"{name}: {str(e)[:500]}"
+    message = f"{name}{f' (HTTP {status})' if isinstance(status, int) else ''}: {str(e)[:500]}"
     transient_names = ("Timeout", "APIConnectionError", "ServiceUnavailableError", "RateLimitError",
                        "InternalServerError", "APIError", "ConnectError", "ReadError",
                        "RemoteProtocolError", "MidStreamFallbackError")

@@ -1,0 +1,125 @@
+"""A real OpenAI-compatible HTTP server on loopback whose replies the test scripts.
+
+It is a real server (sockets, HTTP/1.1, JSON, server-sent events), so litellm and the OpenAI
+client run their whole code path against it; only the model is replaced by a script. It records
+every request body so tests can assert the exact JSON each dialect sends. Faults it can return
+on demand (429 with Retry-After, 5xx) are faults a hosted provider causes and we cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer: a completion text, or an HTTP error."""
+
+    content: str = '{"scores": {"A": 9, "B": 2, "C": 5, "D": 7}}'
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
+
+
+Script = Callable[[dict[str, Any], int], Reply]
+
+
+def _default_script(body: dict[str, Any], n: int) -> Reply:
+    return Reply()
+
+
+class ScriptedOpenAIServer:
+    def __init__(self, script: Script = _default_script) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with outer._lock:
+                    outer.requests.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    n = len(outer.requests)
+                reply = outer.script(body, n)
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": "scripted error", "type": "scripted",
+                                                        "code": reply.status}}, reply.headers)
+                    return
+                usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+                if body.get("stream"):
+                    self._stream(body, reply, usage)
+                    return
+                self._send(200, {
+                    "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0,
+                    "model": body.get("model", "scripted"),
+                    "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                                 "message": {"role": "assistant", "content": reply.content}}],
+                    "usage": usage,
+                })
+
+            def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body: dict[str, Any], reply: Reply, usage: dict[str, int]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                text = reply.content
+                pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
+                base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0,
+                        "model": body.get("model", "scripted")}
+                for i, p in enumerate(pieces):
+                    delta: dict[str, Any] = {"content": p}
+                    if i == 0:
+                        delta["role"] = "assistant"
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]}
+                self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ScriptedOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
