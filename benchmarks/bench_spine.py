@@ -27,26 +27,58 @@ sys.path.insert(0, str(ROOT))
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
-WORDS = ("coffee rain train exam birthday doctor landlord interview guitar beach breakup promotion "
-         "dinner movie late deadline garden wedding funeral puppy traffic snow holiday concert").split()
-MOODS = "calm upbeat sad tense romantic playful dark dreamy nostalgic energetic".split()
-GENRES = "piano ambient jazz lo-fi folk rock orchestral synthwave bossa-nova metal".split()
+WORDS = [
+    "coffee",
+    "rain",
+    "train",
+    "exam",
+    "birthday",
+    "doctor",
+    "landlord",
+    "interview",
+    "guitar",
+    "beach",
+    "breakup",
+    "promotion",
+    "dinner",
+    "movie",
+    "late",
+    "deadline",
+    "garden",
+    "wedding",
+    "funeral",
+    "puppy",
+    "traffic",
+    "snow",
+    "holiday",
+    "concert",
+]
+MOODS = ["calm", "upbeat", "sad", "tense", "romantic", "playful", "dark", "dreamy", "nostalgic", "energetic"]
+GENRES = ["piano", "ambient", "jazz", "lo-fi", "folk", "rock", "orchestral", "synthwave", "bossa-nova", "metal"]
 
 
 def generate(path: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     with path.open("w") as f:
         for i in range(n):
-            turns = [{"speaker": "AB"[t % 2], "text": " ".join(rng.choices(WORDS, k=rng.randint(6, 18))) + "."}
-                     for t in range(rng.randint(4, 10))]
+            turns = [
+                {"speaker": "AB"[t % 2], "text": " ".join(rng.choices(WORDS, k=rng.randint(6, 18))) + "."}
+                for t in range(rng.randint(4, 10))
+            ]
             ranks = [1, 2, 3, 4]
             rng.shuffle(ranks)
-            cands = [{"id": f"g{i}-{k}", "rank": r,
-                      "caption": f"A {rng.choice(MOODS)} {rng.choice(GENRES)} piece, "
-                                 f"{rng.randint(60, 160)} bpm, no vocals, {rng.choice(MOODS)} mood."}
-                     for k, r in enumerate(ranks)]
-            f.write(json.dumps({"id": f"g{i:05d}", "dialogue": turns, "summary": "generated",
-                                "candidates": cands}) + "\n")
+            cands = [
+                {
+                    "id": f"g{i}-{k}",
+                    "rank": r,
+                    "caption": f"A {rng.choice(MOODS)} {rng.choice(GENRES)} piece, "
+                    f"{rng.randint(60, 160)} bpm, no vocals, {rng.choice(MOODS)} mood.",
+                }
+                for k, r in enumerate(ranks)
+            ]
+            f.write(
+                json.dumps({"id": f"g{i:05d}", "dialogue": turns, "summary": "generated", "candidates": cands}) + "\n"
+            )
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -58,6 +90,52 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode() if proc.stderr else ''}")
     return wall, usage.ru_maxrss
+
+
+def base_url_of(tmp: Path) -> str:
+    manifest = json.loads((tmp / "re0" / "manifest.json").read_text())
+    return str(manifest["config"]["judge"]["api_base"])
+
+
+def stage_times(tmp: Path, data: Path, api_base: str) -> list[tuple[str, str]]:
+    """Where a cached re-run spends its time, stage by stage, in a child process."""
+    code = f"""
+import time, json
+t0 = time.perf_counter()
+from pathlib import Path
+from dialbgm.workspace import find_workspace
+from dialbgm import runner
+from dialbgm.cache import ResponseCache
+from dialbgm.data import load_dataset
+t1 = time.perf_counter()
+ws = find_workspace()
+load_dataset(Path({str(data)!r}))
+t2 = time.perf_counter()
+prep = runner.prepare(ws, "openai-compatible", Path({str(data)!r}), overrides={{"api_base": {api_base!r}}})
+t3 = time.perf_counter()
+cache = ResponseCache(ws.cache_dir)
+outcomes, misses = runner.lookup(prep, cache)
+assert not misses
+t4 = time.perf_counter()
+rows = runner.parse_outcomes(prep, [o for o in outcomes if o is not None])
+items = runner.score_items(prep.dataset, rows)
+t5 = time.perf_counter()
+runner.aggregate(items, prep.dataset)
+t6 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
+"""
+    env = {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    t = json.loads(out.stdout.strip().splitlines()[-1])
+    names = [
+        "imports (dialbgm, numpy, jinja2, diskcache)",
+        "load + validate the data",
+        "plan + render + key every request (includes a second load)",
+        "cache lookups",
+        "parse replies + per-item metrics",
+        "bootstrap intervals (6 metrics × 2,000 resamples)",
+    ]
+    return [(f"stage: {n}", f"{v:.3f} s") for n, v in zip(names, t, strict=True)]
 
 
 def main() -> None:
@@ -80,9 +158,22 @@ def main() -> None:
     # 1. --help, against a bare interpreter start in the same run.
     helps = [timed([dialbgm, "--help"], env)[0] for _ in range(args.repeats)]
     bare = [timed([py, "-c", "pass"], env)[0] for _ in range(args.repeats)]
-    probe = subprocess.run([py, "-c", "import sys\nfrom dialbgm.cli import app\ntry:\n app(['--help'])\n"
-                                      "except SystemExit:\n pass\nprint('litellm' in sys.modules)"],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    probe = (
+        subprocess.run(
+            [
+                py,
+                "-c",
+                "import sys\nfrom dialbgm.cli import app\ntry:\n app(['--help'])\n"
+                "except SystemExit:\n pass\nprint('litellm' in sys.modules)",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     rows.append(("`dialbgm --help` (median wall)", f"{statistics.median(helps):.3f} s (target < 0.5 s)"))
     rows.append(("bare `python -c pass` (median wall)", f"{statistics.median(bare):.3f} s"))
     rows.append(("litellm imported by `--help`", probe))
@@ -104,8 +195,10 @@ def main() -> None:
     manifest = json.loads((tmp / "re0" / "manifest.json").read_text())
     assert manifest["counts"]["cache_hits"] == args.items
 
-    reader = ("import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nn = 0\n"
-              "for k in c.iterkeys():\n    n += len(c[k])\nprint(n)")
+    reader = (
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nn = 0\n"
+        "for k in c.iterkeys():\n    n += len(c[k])\nprint(n)"
+    )
     bares = [timed([py, "-c", reader, str(tmp / "cache")], env)[0] for _ in range(args.repeats)]
     t_re, t_bare = statistics.median(reruns), statistics.median(bares)
     rows.append((f"cached re-run, {args.items} items (median wall, process start included)", f"{t_re:.3f} s"))
@@ -113,10 +206,14 @@ def main() -> None:
     rows.append(("ratio re-run / bare read", f"{t_re / t_bare:.2f}× (target ≤ 3×)"))
     rows.append(("peak RSS of the cached re-run (max of runs)", f"{max(rss) / 1024:.0f} MB (target < 300 MB)"))
 
+    rows.extend(stage_times(tmp, data, base_url_of(tmp)))
+
     import multiprocessing
 
-    print(f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     print("\n| measure | figure |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")

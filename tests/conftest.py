@@ -19,8 +19,13 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
         shutil.copytree(ROOT / name, tmp_path / name)
     monkeypatch.setenv("DIALBGM_HOME", str(tmp_path))
     monkeypatch.delenv("DIALBGM_CACHE_DIR", raising=False)
-    for var in ("OPENAI_API_KEY", "GEMINI_API_KEY", "DASHSCOPE_API_KEY", "OPENAI_COMPATIBLE_BASE_URL",
-                "OPENAI_COMPATIBLE_API_KEY"):
+    for var in (
+        "OPENAI_API_KEY",
+        "GEMINI_API_KEY",
+        "DASHSCOPE_API_KEY",
+        "OPENAI_COMPATIBLE_BASE_URL",
+        "OPENAI_COMPATIBLE_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     return Workspace(tmp_path)
 

@@ -61,9 +61,9 @@ def test_nested_and_order_sensitive_changes_change_the_key() -> None:
 def test_the_schema_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     import dialbgm.request as req
 
-    before = BASE.cache_key()
+    before = replace(BASE).cache_key()
     monkeypatch.setattr(req, "CACHE_SCHEMA_VERSION", req.CACHE_SCHEMA_VERSION + 1)
-    assert BASE.cache_key() != before
+    assert replace(BASE).cache_key() != before  # a fresh request: keys are computed once per request
 
 
 def test_judge_settings_reach_the_key_and_timeouts_do_not(workspace: Workspace, sample_path: Path) -> None:
@@ -72,14 +72,24 @@ def test_judge_settings_reach_the_key_and_timeouts_do_not(workspace: Workspace, 
         return [r.cache_key() for r in prep.requests]
 
     base = keys()
-    for over in ({"cot": True}, {"few_shot": 1}, {"order_seed": 1}, {"weights.relevance": 0.6},
-                 {"params.temperature": 0.5}, {"params.max_tokens": 300}, {"model": "other"},
-                 {"scale_max": 5}, {"mode": "pointwise"}, {"context": "summary"}):
+    for over in (
+        {"cot": True},
+        {"few_shot": 1},
+        {"order_seed": 1},
+        {"weights.relevance": 0.6},
+        {"params.temperature": 0.5},
+        {"params.max_tokens": 300},
+        {"model": "other"},
+        {"scale_max": 5},
+        {"mode": "pointwise"},
+        {"context": "summary"},
+    ):
         changed = keys(**over)
         assert not set(changed) & set(base), over
     provider = workspace.providers_dir / "local.toml"
-    provider.write_text(provider.read_text().replace("timeout = 120", "timeout = 5")
-                        .replace("max_attempts = 3", "max_attempts = 9"))
+    provider.write_text(
+        provider.read_text().replace("timeout = 120", "timeout = 5").replace("max_attempts = 3", "max_attempts = 9")
+    )
     assert keys() == base
     tmpl = workspace.prompts_dir / "weighted_criteria" / "system.j2"
     tmpl.write_text(tmpl.read_text() + "\nBe fair.")
@@ -100,8 +110,9 @@ def test_only_json_is_stored_and_a_second_process_hits(tmp_path: Path) -> None:
         "print(json.dumps(r.to_dict()))\n"
     )
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], capture_output=True, text=True,
-                         cwd=root, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "c")], capture_output=True, text=True, cwd=root, check=True
+    ).stdout
     assert '"text": "{\\"scores\\": {}}"' in out and '"prompt_tokens": 3' in out
     cache = ResponseCache(tmp_path / "c")
     assert cache.stats().entries == 1

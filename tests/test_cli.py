@@ -95,8 +95,17 @@ def test_render_shows_the_exact_messages(workspace: Workspace) -> None:
 def test_judges_and_cache_commands(workspace: Workspace, tmp_path: Path) -> None:
     res = runner.invoke(app, ["judges"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for name in ("local", "embedding", "random", "gpt-4o", "gpt-5", "gemini-2.5-flash", "gemini-2.5-pro",
-                 "qwen-omni", "openai-compatible"):
+    for name in (
+        "local",
+        "embedding",
+        "random",
+        "gpt-4o",
+        "gpt-5",
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+        "qwen-omni",
+        "openai-compatible",
+    ):
         assert name in res.output
     assert "OPENAI_API_KEY (missing)" in res.output
     with ScriptedOpenAIServer() as server:
@@ -110,14 +119,31 @@ def test_judges_and_cache_commands(workspace: Workspace, tmp_path: Path) -> None
 
 
 def test_help_and_cached_reruns_do_not_import_litellm(workspace: Workspace, tmp_path: Path) -> None:
-    code = "import sys; from dialbgm.cli import app; import typer\n" \
-           "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n" \
-           "print('LITELLM', 'litellm' in sys.modules)"
+    code = (
+        "import sys; from dialbgm.cli import app; import typer\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LITELLM', 'litellm' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "LITELLM False" in out
     with ScriptedOpenAIServer() as server:
-        assert runner.invoke(app, ["eval", "-j", "openai-compatible", "--limit", "3", "--out", str(tmp_path / "a"),
-                                   "--set", f'api_base="{server.base_url}"']).exit_code == 0
+        assert (
+            runner.invoke(
+                app,
+                [
+                    "eval",
+                    "-j",
+                    "openai-compatible",
+                    "--limit",
+                    "3",
+                    "--out",
+                    str(tmp_path / "a"),
+                    "--set",
+                    f'api_base="{server.base_url}"',
+                ],
+            ).exit_code
+            == 0
+        )
         code = (
             "import sys\nfrom pathlib import Path\nfrom dialbgm.runner import run_eval\n"
             "from dialbgm.workspace import find_workspace\n"

@@ -19,10 +19,7 @@ def item(i: int, **over: object) -> dict[str, object]:
         "id": f"d{i}",
         "dialogue": [{"speaker": "A", "text": "Hi there."}, {"speaker": "B", "text": "Hello!"}],
         "summary": "A greeting.",
-        "candidates": [
-            {"id": f"c{i}-{k}", "caption": f"caption {k}", "rank": r}
-            for k, r in enumerate([2, 1, 4, 3])
-        ],
+        "candidates": [{"id": f"c{i}-{k}", "caption": f"caption {k}", "rank": r} for k, r in enumerate([2, 1, 4, 3])],
     }
     base.update(over)
     return base
@@ -118,8 +115,16 @@ def long_rows(items: list[dict[str, object]]) -> list[dict[str, object]]:
     rows = []
     for it in items:
         for c in it["candidates"]:  # type: ignore[attr-defined]
-            rows.append({"id": it["id"], "dialogue": json.dumps(it["dialogue"]), "summary": it.get("summary"),
-                         "candidate_id": c["id"], "caption": c.get("caption"), "rank": c["rank"]})
+            rows.append(
+                {
+                    "id": it["id"],
+                    "dialogue": json.dumps(it["dialogue"]),
+                    "summary": it.get("summary"),
+                    "candidate_id": c["id"],
+                    "caption": c.get("caption"),
+                    "rank": c["rank"],
+                }
+            )
     return rows
 
 

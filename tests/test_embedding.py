@@ -13,11 +13,13 @@ from dialbgm.workspace import Workspace
 def test_embeddings_are_normalised_and_semantic(workspace: Workspace) -> None:
     judge = load_judge(workspace, "embedding")
     backend = EmbeddingBackend(judge, load_provider(workspace, "embedding"))
-    v = backend.embed([
-        "We are throwing a birthday party with balloons and cake tonight!",
-        "Cheerful upbeat party pop with handclaps, celebration mood.",
-        "A dark, slow funeral dirge on a church organ.",
-    ])
+    v = backend.embed(
+        [
+            "We are throwing a birthday party with balloons and cake tonight!",
+            "Cheerful upbeat party pop with handclaps, celebration mood.",
+            "A dark, slow funeral dirge on a church organ.",
+        ]
+    )
     assert v.shape == (3, 384)
     assert abs(float((v[0] ** 2).sum()) - 1.0) < 1e-5
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])
@@ -30,6 +32,7 @@ def test_embedding_judge_runs_offline_and_caches(workspace: Workspace, sample_pa
     second = run_eval(workspace, "embedding", sample_path, out_dir=tmp_path / "b", limit=10)
     assert second.manifest["counts"]["cache_hits"] == 10
     assert second.metrics == first.metrics
-    summary = run_eval(workspace, "embedding", sample_path, out_dir=tmp_path / "c", limit=10,
-                       overrides={"context": "summary"})
+    summary = run_eval(
+        workspace, "embedding", sample_path, out_dir=tmp_path / "c", limit=10, overrides={"context": "summary"}
+    )
     assert summary.manifest["counts"]["cache_hits"] == 0  # another input text, another key

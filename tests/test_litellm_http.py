@@ -36,8 +36,7 @@ def test_openai_compatible_wire_format_and_cached_rerun(
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "sk-secret-test-key-123")
     with ScriptedOpenAIServer() as server:
         over = {"api_base": server.base_url, "model": "my-vllm-model"}
-        first = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r1", limit=3,
-                         overrides=over)
+        first = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r1", limit=3, overrides=over)
         assert len(server.requests) == 3
         body = server.requests[0]
         assert body["model"] == "my-vllm-model"
@@ -52,8 +51,7 @@ def test_openai_compatible_wire_format_and_cached_rerun(
         assert all(u["status"] == "ok" and not u["cache_hit"] for u in units)
         assert units[0]["usage"]["prompt_tokens"] == 100
 
-        second = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r2", limit=3,
-                          overrides=over)
+        second = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r2", limit=3, overrides=over)
         assert len(server.requests) == 3  # zero new calls
         assert second.manifest["counts"]["provider_calls"] == 0
         assert second.manifest["counts"]["cache_hits"] == 3
@@ -68,8 +66,14 @@ def test_openai_compatible_wire_format_and_cached_rerun(
 def test_the_score_maps_back_to_the_right_candidate(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
     # Give label A 10 and the rest 1: whichever clip was shown first must get the 10.
     with ScriptedOpenAIServer(lambda b, n: Reply('{"scores": {"A": 10, "B": 1, "C": 1, "D": 1}}')) as server:
-        run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=4,
-                 overrides={"api_base": server.base_url})
+        run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r",
+            limit=4,
+            overrides={"api_base": server.base_url},
+        )
     for u in read_units(tmp_path / "r"):
         first_shown = u["shown"][0]["candidate"]
         assert u["scores"][first_shown] == 10.0
@@ -81,8 +85,14 @@ def test_429_with_retry_after_is_retried_and_counted(workspace: Workspace, sampl
         return Reply(status=429, headers={"retry-after": "0.3"}) if n == 1 else Reply(GOOD)
 
     with ScriptedOpenAIServer(script) as server:
-        res = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=1,
-                       overrides={"api_base": server.base_url})
+        res = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r",
+            limit=1,
+            overrides={"api_base": server.base_url},
+        )
         assert len(server.requests) == 2
     unit = read_units(tmp_path / "r")[0]
     assert unit["status"] == "ok" and unit["attempts"] == 2 and unit["latency_s"] >= 0.29
@@ -93,8 +103,14 @@ def test_permanent_errors_end_as_transport_errors_and_are_not_cached(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
     with ScriptedOpenAIServer(lambda b, n: Reply(status=400)) as server:
-        res = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=2,
-                       overrides={"api_base": server.base_url})
+        res = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r",
+            limit=2,
+            overrides={"api_base": server.base_url},
+        )
         assert len(server.requests) == 2  # a 400 is not retried
         assert res.metrics["n_failed"] == 2 and res.metrics["n_items"] == 0
         assert res.metrics["failed_by_status"] == {"transport_error": 2}
@@ -102,8 +118,14 @@ def test_permanent_errors_end_as_transport_errors_and_are_not_cached(
         units = read_units(tmp_path / "r")
         assert all(u["status"] == "transport_error" and u["scores"] is None for u in units)
         assert "400" in units[0]["error"]
-        run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r2", limit=2,
-                 overrides={"api_base": server.base_url})
+        run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r2",
+            limit=2,
+            overrides={"api_base": server.base_url},
+        )
         assert len(server.requests) == 4  # failures were not cached
 
 
@@ -111,13 +133,25 @@ def test_unparseable_replies_are_failures_and_reparse_needs_no_call(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
     with ScriptedOpenAIServer(lambda b, n: Reply("I like the second one best!")) as server:
-        res = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=2,
-                       overrides={"api_base": server.base_url})
+        res = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r",
+            limit=2,
+            overrides={"api_base": server.base_url},
+        )
         assert res.metrics["failed_by_status"] == {"parse_error": 2}
         unit = read_units(tmp_path / "r")[0]
         assert unit["raw"] == "I like the second one best!" and unit["scores"] is None
-        again = run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r2", limit=2,
-                         overrides={"api_base": server.base_url})
+        again = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r2",
+            limit=2,
+            overrides={"api_base": server.base_url},
+        )
         assert len(server.requests) == 2
         assert again.manifest["counts"]["cache_hits"] == 2
 
@@ -142,8 +176,9 @@ def test_gpt5_drops_unsupported_sampling_params(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
     with ScriptedOpenAIServer() as server:
         point_provider(workspace, "openai-reasoning", server.base_url)
-        run_eval(workspace, "gpt-5", sample_path, out_dir=tmp_path / "r", limit=1,
-                 overrides={"params.temperature": 0.2})
+        run_eval(
+            workspace, "gpt-5", sample_path, out_dir=tmp_path / "r", limit=1, overrides={"params.temperature": 0.2}
+        )
         body = server.requests[0]
     assert "temperature" not in body and "seed" not in body
     assert body["max_completion_tokens"] == 4096

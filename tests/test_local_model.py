@@ -39,8 +39,9 @@ def test_local_judge_end_to_end_then_fully_cached(workspace: Workspace, sample_p
     assert second.manifest["config_hash"] == first.manifest["config_hash"]
 
 
-def test_local_judge_is_deterministic_at_temperature_zero(workspace: Workspace, sample_path: Path,
-                                                          tmp_path: Path) -> None:
+def test_local_judge_is_deterministic_at_temperature_zero(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
     a = run_eval(workspace, "local", sample_path, out_dir=tmp_path / "a", limit=1, use_cache=False)
     b = run_eval(workspace, "local", sample_path, out_dir=tmp_path / "b", limit=1, use_cache=False)
     ra = json.loads((tmp_path / "a" / "units.jsonl").read_text())["raw"]

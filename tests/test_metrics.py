@@ -61,8 +61,9 @@ def test_ndcg_matches_sklearn_with_ties(scores: list[float], human: list[int]) -
 def brute_force_tie_expectation(scores: list[float], human: list[int]) -> dict[str, float]:
     """Hit@k and reciprocal rank averaged over every way of breaking the ties."""
     n = len(scores)
-    orders = [p for p in itertools.permutations(range(n))
-              if all(scores[p[i]] >= scores[p[i + 1]] for i in range(n - 1))]
+    orders = [
+        p for p in itertools.permutations(range(n)) if all(scores[p[i]] >= scores[p[i + 1]] for i in range(n - 1))
+    ]
     best = human.index(1)
     pos = [p.index(best) + 1 for p in orders]
     return {
@@ -119,8 +120,9 @@ def test_bootstrap_interval_agrees_with_scipy() -> None:
     rng = np.random.default_rng(0)
     values = rng.binomial(1, 0.3, size=400).astype(float)
     ours = bootstrap_mean(values, n_resamples=4000, seed=1)
-    ref = stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
-                          confidence_level=0.95, random_state=2).confidence_interval
+    ref = stats.bootstrap(
+        (values,), np.mean, n_resamples=4000, method="percentile", confidence_level=0.95, random_state=2
+    ).confidence_interval
     assert ours.mean == pytest.approx(values.mean())
     # Two independent Monte-Carlo bootstraps: endpoints agree to about a percentage point.
     assert ours.ci_low == pytest.approx(ref.low, abs=0.012)

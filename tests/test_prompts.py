@@ -47,8 +47,11 @@ def test_candidates_get_neutral_labels_never_ids(workspace: Workspace) -> None:
 
 
 def test_weights_scale_and_format_are_stated(workspace: Workspace) -> None:
-    judge = load_judge(workspace, "local", {"weights.relevance": 2, "weights.non_intrusiveness": 1,
-                                            "weights.consistency": 1, "scale_max": 7})
+    judge = load_judge(
+        workspace,
+        "local",
+        {"weights.relevance": 2, "weights.non_intrusiveness": 1, "weights.consistency": 1, "scale_max": 7},
+    )
     ps = PromptSet(workspace.prompts_dir / judge.template)
     system = ps.messages(judge, make_item(), make_item().candidates)[0]["content"]
     assert "Contextual relevance (weight 50%)" in system
@@ -115,7 +118,7 @@ def test_few_shot_never_uses_evaluated_items_and_is_deterministic(workspace: Wor
     evaluated = pool_of([make_item(f"e{k}", text=f"eval dialogue {k}") for k in range(3)], Path("eval"))
     # The pool holds the evaluated items too (same id, and same text under another id).
     pool_items = [make_item(f"p{k}", text=f"pool dialogue {k}") for k in range(5)]
-    pool_items += list(evaluated.items) + [make_item("renamed", text="eval dialogue 1")]
+    pool_items += [*evaluated.items, make_item("renamed", text="eval dialogue 1")]
     pool = FewShotPool(pool_of(pool_items, Path("pool")), evaluated)
     assert {i.id for i in pool.items} == {f"p{k}" for k in range(5)}
     units = build_units(evaluated, judge, pool)

@@ -32,14 +32,22 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Candidate": "dialbgm.data", "Dataset": "dialbgm.data", "Item": "dialbgm.data", "Turn": "dialbgm.data",
+    "Candidate": "dialbgm.data",
+    "Dataset": "dialbgm.data",
+    "Item": "dialbgm.data",
+    "Turn": "dialbgm.data",
     "load_dataset": "dialbgm.data",
-    "ConfigError": "dialbgm.errors", "DataError": "dialbgm.errors", "DialbgmError": "dialbgm.errors",
+    "ConfigError": "dialbgm.errors",
+    "DataError": "dialbgm.errors",
+    "DialbgmError": "dialbgm.errors",
     "Problem": "dialbgm.errors",
-    "JudgeConfig": "dialbgm.config", "ProviderConfig": "dialbgm.config", "load_judge": "dialbgm.config",
+    "JudgeConfig": "dialbgm.config",
+    "ProviderConfig": "dialbgm.config",
+    "load_judge": "dialbgm.config",
     "load_provider": "dialbgm.config",
     "ResponseCache": "dialbgm.cache",
-    "RunResult": "dialbgm.runner", "run_eval": "dialbgm.runner",
+    "RunResult": "dialbgm.runner",
+    "run_eval": "dialbgm.runner",
     "find_workspace": "dialbgm.workspace",
     "item_metrics": "dialbgm.metrics",
 }

@@ -42,9 +42,7 @@ class ResponseCache:
         return Response.from_dict(entry["response"])
 
     def put(self, request: Request, response: Response) -> None:
-        parts = request.key_parts()
-        # Messages can be large; the entry keeps their hash, the run keeps the messages.
-        parts["messages"] = request.messages_sha256()
+        parts = request.key_parts()  # messages appear as their hash; the run keeps the messages
         entry: dict[str, Any] = {
             "schema": CACHE_SCHEMA_VERSION,
             "key_parts": parts,

@@ -67,8 +67,15 @@ def eval_cmd(
         overrides = parse_overrides(set_ or [])
         with _progress(quiet) as progress:
             result = run_eval(
-                ws, judge, data_path, out_dir=out, limit=limit, overrides=overrides,
-                force=force, use_cache=not no_cache, progress=progress,
+                ws,
+                judge,
+                data_path,
+                out_dir=out,
+                limit=limit,
+                overrides=overrides,
+                force=force,
+                use_cache=not no_cache,
+                progress=progress,
             )
     except DialbgmError as e:
         _fail(e)
@@ -91,8 +98,12 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self._bar = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._bar.start()
         self._task = self._bar.add_task("judging", total=None)
@@ -128,8 +139,11 @@ def render(
         return
     reqs = [prep.requests[i] for i in idx]
     if as_json:
-        typer.echo(json.dumps([{**r.key_parts(), "cache_key": r.cache_key()} for r in reqs], indent=2,
-                              ensure_ascii=False))
+        body = [
+            {**r.key_parts(), "messages": r.messages, "messages_sha256": r.messages_sha256(), "cache_key": r.cache_key()}
+            for r in reqs
+        ]
+        typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
     for n, (i, r) in enumerate(zip(idx, reqs, strict=True), start=1):
         unit = prep.units[i]

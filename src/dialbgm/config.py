@@ -133,7 +133,8 @@ def load_provider(ws: Workspace, name: str) -> ProviderConfig:
     if not isinstance(caps, dict):
         raise ConfigError(f"{path}: capabilities: must be a table")
     cap_obj = _build(Capabilities, caps, path, "capabilities.")
-    return _build(ProviderConfig, {**data, "name": name, "capabilities": cap_obj}, path, "")
+    provider: ProviderConfig = _build(ProviderConfig, {**data, "name": name, "capabilities": cap_obj}, path, "")
+    return provider
 
 
 def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None) -> JudgeConfig:
@@ -144,7 +145,7 @@ def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None
     data["name"] = name
     for key, value in (overrides or {}).items():
         _apply_override(data, key, value, path)
-    judge = _build(JudgeConfig, data, path, "")
+    judge: JudgeConfig = _build(JudgeConfig, data, path, "")
     _check_judge(judge, path)
     return judge
 

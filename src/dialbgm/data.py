@@ -87,9 +87,7 @@ def load_dataset(path: str | Path) -> Dataset:
     elif suffix in (".parquet", ".pq"):
         fmt, items, problems = "parquet", *_load_long(p, _parquet_rows(p))
     else:
-        raise DataError(
-            [Problem(str(p), None, "<file>", f"unknown format {suffix!r}; use .jsonl, .csv or .parquet")]
-        )
+        raise DataError([Problem(str(p), None, "<file>", f"unknown format {suffix!r}; use .jsonl, .csv or .parquet")])
     if not items and not problems:
         problems.append(Problem(str(p), None, "<file>", "no items"))
     problems.extend(_duplicate_ids(p, items))
@@ -107,8 +105,8 @@ def _load_jsonl(p: Path, raw: bytes) -> tuple[list[Item], list[Problem]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        return [], [Problem(str(p), line, "<encoding>", "not valid UTF-8")]
+        bad_line = raw[: e.start].count(b"\n") + 1
+        return [], [Problem(str(p), bad_line, "<encoding>", "not valid UTF-8")]
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -199,7 +197,7 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
         elif cid in seen:
             problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {cid!r} in this item"))
         else:
-            seen.add(cid)
+            seen.add(str(cid))
         caption, audio = c.get("caption"), c.get("audio")
         if caption is not None and not isinstance(caption, str):
             problems.append(loc.problem(f"{f}.caption", "must be a string"))
@@ -239,8 +237,9 @@ def _duplicate_ids(p: Path, items: Sequence[Item]) -> list[Problem]:
     for item in items:
         if item.id in first:
             problems.append(
-                Problem(str(p), item.source_line, "id",
-                        f"duplicate item id {item.id!r} (first at line {first[item.id]})")
+                Problem(
+                    str(p), item.source_line, "id", f"duplicate item id {item.id!r} (first at line {first[item.id]})"
+                )
             )
         else:
             first[item.id] = item.source_line
@@ -287,7 +286,7 @@ def _parquet_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
         yield Problem(str(p), None, "<header>", f"missing column(s): {', '.join(missing)}")
         return
     for i, row in enumerate(frame.to_dict(orient="records"), start=1):
-        yield i, {k: (None if _is_missing(v) else v) for k, v in row.items()}
+        yield i, {str(k): (None if _is_missing(v) else v) for k, v in row.items()}
 
 
 def _is_missing(v: Any) -> bool:
@@ -326,9 +325,7 @@ def _rank_cell(v: Any) -> Any:
     return v
 
 
-def _load_long(
-    p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]
-) -> tuple[list[Item], list[Problem]]:
+def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) -> tuple[list[Item], list[Problem]]:
     problems: list[Problem] = []
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for entry in rows:
@@ -349,8 +346,9 @@ def _load_long(
             for col in ("dialogue", "summary"):
                 if (row.get(col) or None) != (first.get(col) or None):
                     problems.append(
-                        Problem(str(p), line, col, f"differs from the first row of item {item_id!r} "
-                                                   f"(line {first_line})")
+                        Problem(
+                            str(p), line, col, f"differs from the first row of item {item_id!r} (line {first_line})"
+                        )
                     )
         dialogue = _parse_dialogue_cell(first.get("dialogue"))
         if dialogue is None:

@@ -7,6 +7,7 @@ through a tolerant extractor (code fences, prose around the object), then the sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -56,13 +57,13 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 def extract_json_objects(text: str) -> list[Any]:
     """Every JSON object in ``text``: the whole text, fenced blocks, then brace-balanced spans."""
+    with contextlib.suppress(json.JSONDecodeError):
+        return [json.loads(text)]  # the common case: a clean reply (structured output)
     found: list[Any] = []
-    candidates = [text.strip()] + [m.group(1).strip() for m in _FENCE.finditer(text)]
+    candidates = [m.group(1).strip() for m in _FENCE.finditer(text)]
     for c in candidates:
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             found.append(json.loads(c))
-        except json.JSONDecodeError:
-            pass
     if found:
         return found
     decoder = json.JSONDecoder()
@@ -94,7 +95,7 @@ def _number(v: Any) -> float | None:
 def _norm_label(k: str) -> str:
     k = k.strip().strip("[]()").strip()
     if k.lower().startswith("candidate"):
-        k = k[len("candidate"):].strip(" :#")
+        k = k[len("candidate") :].strip(" :#")
     return k.upper()
 
 

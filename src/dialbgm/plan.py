@@ -99,7 +99,5 @@ def build_units(dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) 
             units.append(Unit(f"{item.id}#0", item, shown, order, shots))
         else:
             for pos, cand_index in enumerate(order):
-                units.append(
-                    Unit(f"{item.id}#{pos}", item, (item.candidates[cand_index],), (cand_index,), shots)
-                )
+                units.append(Unit(f"{item.id}#{pos}", item, (item.candidates[cand_index],), (cand_index,), shots))
     return units

@@ -56,6 +56,7 @@ class PromptSet:
         if missing:
             raise TemplateError(f"template {folder}: missing {', '.join(missing)}")
         self.folder = folder
+        self._system_memo: dict[str, str] = {}
         self.env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(folder)),
             undefined=jinja2.StrictUndefined,
@@ -117,19 +118,21 @@ class PromptSet:
             "labels": labels,
             "n_candidates": len(shown),
         }
-        out: list[Message] = [{"role": "system", "content": self._render("system.j2", base)}]
+        # The system prompt depends on the settings only, not on the item: render it once.
+        memo_key = repr(sorted(base.items()))
+        system = self._system_memo.get(memo_key)
+        if system is None:
+            system = self._system_memo[memo_key] = self._render("system.j2", base)
+        out: list[Message] = [{"role": "system", "content": system}]
         for shot in shots:
             out.append({"role": "user", "content": self._user(judge, shot.item, shot.candidates, base)})
             out.append(
-                {"role": "assistant",
-                 "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
+                {"role": "assistant", "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
             )
         out.append({"role": "user", "content": self._user(judge, item, shown, base)})
         return out
 
-    def _user(
-        self, judge: JudgeConfig, item: Item, shown: Sequence[Candidate], base: dict[str, Any]
-    ) -> str:
+    def _user(self, judge: JudgeConfig, item: Item, shown: Sequence[Candidate], base: dict[str, Any]) -> str:
         if judge.context == "summary" and item.summary is None:
             raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
         variables = {

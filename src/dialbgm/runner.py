@@ -97,21 +97,27 @@ def prepare(
                 f"(first: {', '.join(missing[:5])}); add a 'summary' field to them"
             )
     units = build_units(dataset, judge, pool)
-    requests = [_request_for(unit, judge, backend, prompts) for unit in units]
+    schemas: dict[int, dict[str, Any]] = {}
+    requests = [_request_for(unit, judge, backend, prompts, schemas) for unit in units]
     return Prepared(judge, provider, dataset, units, requests, backend, prompts, pool)
 
 
-def _request_for(unit: Unit, judge: JudgeConfig, backend: Backend, prompts: PromptSet | None) -> Request:
+def _request_for(
+    unit: Unit, judge: JudgeConfig, backend: Backend, prompts: PromptSet | None, schemas: dict[int, dict[str, Any]]
+) -> Request:
     messages = None
     schema = None
     if prompts is not None:
         messages = prompts.messages(judge, unit.item, unit.shown, unit.shots)
-        lo, hi = judge.scale_min, judge.scale_max
-        schema = (
-            listwise_schema(labels_for(len(unit.shown)), judge.cot, lo, hi)
-            if judge.mode == "listwise"
-            else pointwise_schema(judge.cot, lo, hi)
-        )
+        n = len(unit.shown)
+        if n not in schemas:
+            lo, hi = judge.scale_min, judge.scale_max
+            schemas[n] = (
+                listwise_schema(labels_for(n), judge.cot, lo, hi)
+                if judge.mode == "listwise"
+                else pointwise_schema(judge.cot, lo, hi)
+            )
+        schema = schemas[n]
     return backend.build_request(unit.item, unit.shown, messages, schema, unit.sample)
 
 
@@ -186,9 +192,7 @@ def call_misses(
     return [o for o in outcomes if o is not None]
 
 
-def _unit_row(
-    prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed
-) -> dict[str, Any]:
+def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
     labels = labels_for(len(unit.shown))
     by_candidate = None
     if parsed.scores is not None:
@@ -219,8 +223,15 @@ def _unit_row(
 
 
 def variant_of(judge: JudgeConfig) -> dict[str, Any]:
-    return {"template": judge.template, "mode": judge.mode, "context": judge.context, "cot": judge.cot,
-            "few_shot": judge.few_shot, "few_shot_seed": judge.few_shot_seed, "order_seed": judge.order_seed}
+    return {
+        "template": judge.template,
+        "mode": judge.mode,
+        "context": judge.context,
+        "cot": judge.cot,
+        "few_shot": judge.few_shot,
+        "few_shot_seed": judge.few_shot_seed,
+        "order_seed": judge.order_seed,
+    }
 
 
 def parse_outcomes(prep: Prepared, outcomes: list[UnitOutcome]) -> list[dict[str, Any]]:
@@ -247,16 +258,24 @@ def score_items(dataset: Dataset, unit_rows: list[dict[str, Any]]) -> list[dict[
         failed = [r for r in rows if r["status"] != "ok"]
         row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates)}
         if failed or not rows:
-            row.update(status=failed[0]["status"] if failed else "skipped",
-                       error=failed[0]["error"] if failed else "no unit", metrics=None, scores=None)
+            row.update(
+                status=failed[0]["status"] if failed else "skipped",
+                error=failed[0]["error"] if failed else "no unit",
+                metrics=None,
+                scores=None,
+            )
         else:
             scores: dict[str, float] = {}
             for r in rows:
                 scores.update(r["scores"])
             aligned = [scores[c.id] for c in item.candidates]
-            row.update(status="ok", error=None, scores=scores,
-                       human_ranks={c.id: c.rank for c in item.candidates},
-                       metrics=item_metrics(aligned, item.human_ranks))
+            row.update(
+                status="ok",
+                error=None,
+                scores=scores,
+                human_ranks={c.id: c.rank for c in item.candidates},
+                metrics=item_metrics(aligned, item.human_ranks),
+            )
         out.append(row)
     return out
 
@@ -276,7 +295,7 @@ def aggregate(items: list[dict[str, Any]], dataset: Dataset) -> dict[str, Any]:
         chance=chance_levels([len(i.candidates) for i in dataset]),
         notes={
             "ties": "judge ties: expectation over random tie-breaking (fractional ranks); "
-                    "an undefined correlation (all scores equal) counts as 0",
+            "an undefined correlation (all scores equal) counts as 0",
             "ci": "95% percentile bootstrap over items, 2000 resamples, seed 0",
             "failed": "failed items are excluded from the means and counted in n_failed",
         },
@@ -332,10 +351,13 @@ def run_eval(
         "run_id": out_dir.name,
         "config": config,
         "config_hash": config_hash,
-        "dataset": {"path": str(data_path), "sha256": prep.dataset.sha256, "format": prep.dataset.fmt,
-                    "n_items": len(prep.dataset)},
-        "template": {"name": prep.judge.template,
-                     "sha256": prep.prompts.sha256 if prep.prompts else None},
+        "dataset": {
+            "path": str(data_path),
+            "sha256": prep.dataset.sha256,
+            "format": prep.dataset.fmt,
+            "n_items": len(prep.dataset),
+        },
+        "template": {"name": prep.judge.template, "sha256": prep.prompts.sha256 if prep.prompts else None},
         "few_shot_pool": {"path": str(prep.pool.path), "n_usable": len(prep.pool.items)} if prep.pool else None,
         "versions": package_versions(),
         "git": git_state(ws.root),
@@ -363,8 +385,12 @@ def run_eval(
 def _provider_record(p: ProviderConfig) -> dict[str, Any]:
     """The provider's settings for the manifest: names of key variables, never their values."""
     return {
-        "name": p.name, "kind": p.kind, "route": p.route, "api_base": p.effective_api_base(),
-        "api_key_env": p.api_key_env, "capabilities": {
+        "name": p.name,
+        "kind": p.kind,
+        "route": p.route,
+        "api_base": p.effective_api_base(),
+        "api_key_env": p.api_key_env,
+        "capabilities": {
             "structured_output": p.capabilities.structured_output,
             "streaming_only": p.capabilities.streaming_only,
             "temperature": p.capabilities.temperature,
@@ -372,8 +398,9 @@ def _provider_record(p: ProviderConfig) -> dict[str, Any]:
     }
 
 
-def render_item(ws: Workspace, judge_name: str, data_path: Path, item_id: str,
-                overrides: dict[str, Any] | None = None) -> tuple[Prepared, list[int]]:
+def render_item(
+    ws: Workspace, judge_name: str, data_path: Path, item_id: str, overrides: dict[str, Any] | None = None
+) -> tuple[Prepared, list[int]]:
     """The units of one item, planned exactly as a run would, without calling anything."""
     prep = prepare(ws, judge_name, data_path, overrides=overrides)
     idx = [i for i, u in enumerate(prep.units) if u.item.id == item_id]

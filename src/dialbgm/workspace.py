@@ -70,6 +70,5 @@ def find_workspace(start: Path | None = None) -> Workspace:
     if _is_workspace(checkout):
         return Workspace(checkout)
     raise ConfigError(
-        "no dialbgm workspace found: run inside a folder with judges/, providers/ and prompts/ "
-        "or set DIALBGM_HOME"
+        "no dialbgm workspace found: run inside a folder with judges/, providers/ and prompts/ or set DIALBGM_HOME"
     )

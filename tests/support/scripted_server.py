@@ -59,20 +59,33 @@ class ScriptedOpenAIServer:
                     n = len(outer.requests)
                 reply = outer.script(body, n)
                 if reply.status != 200:
-                    self._send(reply.status, {"error": {"message": "scripted error", "type": "scripted",
-                                                        "code": reply.status}}, reply.headers)
+                    self._send(
+                        reply.status,
+                        {"error": {"message": "scripted error", "type": "scripted", "code": reply.status}},
+                        reply.headers,
+                    )
                     return
                 usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
                 if body.get("stream"):
                     self._stream(body, reply, usage)
                     return
-                self._send(200, {
-                    "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0,
-                    "model": body.get("model", "scripted"),
-                    "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                                 "message": {"role": "assistant", "content": reply.content}}],
-                    "usage": usage,
-                })
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{n}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "scripted"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": reply.finish_reason,
+                                "message": {"role": "assistant", "content": reply.content},
+                            }
+                        ],
+                        "usage": usage,
+                    },
+                )
 
             def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(obj).encode()
@@ -91,8 +104,12 @@ class ScriptedOpenAIServer:
                 self.end_headers()
                 text = reply.content
                 pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
-                base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0,
-                        "model": body.get("model", "scripted")}
+                base = {
+                    "id": "chatcmpl-s",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body.get("model", "scripted"),
+                }
                 for i, p in enumerate(pieces):
                     delta: dict[str, Any] = {"content": p}
                     if i == 0:

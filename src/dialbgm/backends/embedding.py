@@ -74,8 +74,12 @@ class EmbeddingBackend:
         texts = [{"role": "query", "content": dialogue_text(item, self.context)}]
         texts += [{"role": "document", "content": c.caption or ""} for c in shown]
         return Request(
-            backend="embedding", model=self.model_id, identity=self.identity, messages=texts,
-            order=tuple(c.id for c in shown), sample=sample,
+            backend="embedding",
+            model=self.model_id,
+            identity=self.identity,
+            messages=texts,
+            order=tuple(c.id for c in shown),
+            sample=sample,
         )
 
     @cached_property

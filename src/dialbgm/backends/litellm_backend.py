@@ -78,6 +78,7 @@ class LiteLLMBackend:
             self.identity = {}
             self.api_base = judge.api_base or provider.effective_api_base()
         self.params = self._sent_params()
+        self._rf_memo: dict[int, tuple[Any, dict[str, Any] | None]] = {}
 
     def _sent_params(self) -> dict[str, Any]:
         caps = self.provider.capabilities
@@ -104,12 +105,23 @@ class LiteLLMBackend:
         sample: int,
     ) -> Request:
         params = dict(self.params)
-        rf = response_format(self.provider, schema)
+        # Schemas are shared between requests of a run; convert each one once.
+        memo = self._rf_memo.get(id(schema))
+        if memo is None or memo[0] is not schema:
+            memo = (schema, response_format(self.provider, schema))
+            self._rf_memo[id(schema)] = memo
+        rf = memo[1]
         if rf is not None:
             params["response_format"] = rf
         return Request(
-            backend="litellm", model=self.model, identity=self.identity, messages=list(messages or []),
-            params=params, api_base=self.api_base, order=tuple(c.id for c in shown), sample=sample,
+            backend="litellm",
+            model=self.model,
+            identity=self.identity,
+            messages=list(messages or []),
+            params=params,
+            api_base=self.api_base,
+            order=tuple(c.id for c in shown),
+            sample=sample,
         )
 
     def _base_url(self) -> str | None:
@@ -208,9 +220,18 @@ def classify(e: Exception) -> Exception:
             if retry_after is not None:
                 break
     message = f"{name}{f' (HTTP {status})' if isinstance(status, int) else ''}: {str(e)[:500]}"
-    transient_names = ("Timeout", "APIConnectionError", "ServiceUnavailableError", "RateLimitError",
-                       "InternalServerError", "APIError", "ConnectError", "ReadError",
-                       "RemoteProtocolError", "MidStreamFallbackError")
+    transient_names = (
+        "Timeout",
+        "APIConnectionError",
+        "ServiceUnavailableError",
+        "RateLimitError",
+        "InternalServerError",
+        "APIError",
+        "ConnectError",
+        "ReadError",
+        "RemoteProtocolError",
+        "MidStreamFallbackError",
+    )
     if isinstance(status, int):
         if status in _RETRYABLE_STATUS or status >= 500:
             return RetryableError(message, retry_after)

@@ -49,7 +49,8 @@ class LlamaServer:
         self.alias = alias
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url: str | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="dialbgm-llama-", suffix=".log", delete=False)
+        # Kept open for the server's lifetime (the child writes to it), closed in stop().
+        self._log = tempfile.NamedTemporaryFile(prefix="dialbgm-llama-", suffix=".log", delete=False)  # noqa: SIM115
 
     def start(self) -> str:
         try:
@@ -61,13 +62,23 @@ class LlamaServer:
         port = _free_port()
         threads = self.provider.n_threads or max(1, os.cpu_count() or 1)
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.alias,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(self.provider.n_ctx),
-            "--n_threads", str(threads),
-            "--verbose", "False",
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(self.provider.n_ctx),
+            "--n_threads",
+            str(threads),
+            "--verbose",
+            "False",
         ]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
@@ -83,9 +94,7 @@ class LlamaServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)
         self.stop()
-        raise ProviderError(
-            f"llama.cpp server not ready after {self.provider.startup_timeout:.0f} s:\n{self._tail()}"
-        )
+        raise ProviderError(f"llama.cpp server not ready after {self.provider.startup_timeout:.0f} s:\n{self._tail()}")
 
     def _tail(self) -> str:
         self._log.flush()

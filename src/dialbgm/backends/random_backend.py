@@ -32,8 +32,12 @@ class RandomBackend:
         sample: int,
     ) -> Request:
         return Request(
-            backend="random", model="uniform", identity={"seed": self.seed, "item": item.id},
-            messages=[], order=tuple(c.id for c in shown), sample=sample,
+            backend="random",
+            model="uniform",
+            identity={"seed": self.seed, "item": item.id},
+            messages=[],
+            order=tuple(c.id for c in shown),
+            sample=sample,
         )
 
     def complete(self, request: Request) -> Response:
