@@ -14,7 +14,10 @@ re-run, and the tests check every figure against scipy and scikit-learn instead.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,12 +153,25 @@ def bootstrap_mean(
     return bootstrap_means([values], n_resamples=n_resamples, confidence=confidence, seed=seed)[0]
 
 
+@functools.cache
+def _random_ndcg(k: int) -> float:
+    """Expected NDCG of a uniformly random ranking of k candidates (exact up to 8, else sampled)."""
+    human = list(range(1, k + 1))
+    if k <= 8:
+        perms = list(itertools.permutations(range(k)))
+    else:
+        rng = random.Random(0)
+        perms = [tuple(rng.sample(range(k), k)) for _ in range(20000)]
+    return sum(ndcg([float(-p.index(i)) for i in range(k)], human) for p in perms) / len(perms)
+
+
 def chance_levels(sizes: Sequence[int]) -> dict[str, float]:
     """Expected Hit@1, Hit@2 and MRR of a uniformly random ranking, for these item sizes."""
     if not sizes:
         return {}
     n = len(sizes)
     return {
+        "ndcg": sum(_random_ndcg(k) for k in sizes) / n,
         "hit_at_1": sum(1 / k for k in sizes) / n,
         "hit_at_2": sum(min(2, k) / k for k in sizes) / n,
         "mrr": sum(sum(1 / p for p in range(1, k + 1)) / k for k in sizes) / n,
