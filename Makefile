@@ -15,6 +15,7 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/bench_spine.py
+	.venv/bin/python benchmarks/bench_reliability.py
 
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup

@@ -48,3 +48,18 @@ def test_local_judge_is_deterministic_at_temperature_zero(
     rb = json.loads((tmp_path / "b" / "units.jsonl").read_text())["raw"]
     assert ra == rb
     assert a.manifest["counts"]["provider_calls"] == b.manifest["counts"]["provider_calls"] == 1
+
+
+def test_local_judge_under_four_orders_makes_four_distinct_calls(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
+    res = run_eval(workspace, "local", sample_path, out_dir=tmp_path / "o", limit=1, overrides={"orders": 4})
+    units = [json.loads(x) for x in (tmp_path / "o" / "units.jsonl").read_text().splitlines()]
+    assert res.manifest["counts"]["provider_calls"] == 4
+    assert len({u["cache_key"] for u in units}) == 4
+    assert len({u["messages_sha256"] for u in units}) == 4
+    assert sorted(u["order_index"] for u in units) == [0, 1, 2, 3]
+    # Every clip was shown first exactly once.
+    assert len({u["shown"][0]["candidate"] for u in units}) == 4
+    again = run_eval(workspace, "local", sample_path, out_dir=tmp_path / "o2", limit=1, overrides={"orders": 4})
+    assert again.manifest["counts"]["cache_hits"] == 4 and again.metrics == res.metrics

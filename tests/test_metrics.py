@@ -142,8 +142,9 @@ def test_chance_levels_match_a_random_judge_in_expectation() -> None:
     sizes = [4, 4, 3, 5]
     ch = chance_levels(sizes)
     perms4 = list(itertools.permutations([1, 2, 3, 4]))
-    assert chance_levels([4])["ndcg"] == pytest.approx(sum(ndcg([-float(r) for r in p], [1, 2, 3, 4])
-                                                            for p in perms4) / 24)
+    assert chance_levels([4])["ndcg"] == pytest.approx(
+        sum(ndcg([-float(r) for r in p], [1, 2, 3, 4]) for p in perms4) / 24
+    )
     assert ch["hit_at_1"] == pytest.approx((0.25 + 0.25 + 1 / 3 + 0.2) / 4)
     rng = random.Random(0)
     sims = []

@@ -73,6 +73,8 @@ def _half_disagreements(judgements: Sequence[Mapping[str, float]], ids: Sequence
     for j in judgements:
         s = np.array([j[c] for c in ids], dtype=float)
         # Placing i before j disagrees fully when the judgement prefers j, half when it ties them.
+        # The half is the same for every order, so it never moves the optimum; it is kept so that
+        # the minimum cost is kemeny_distance's value.
         d += 2 * (s[None, :] > s[:, None]) + (s[None, :] == s[:, None])
     np.fill_diagonal(d, 0)
     return d

@@ -120,8 +120,8 @@ def _candidate_count(judgements: Sequence[Judgement]) -> int:
 
 def top1_by_position(judgements: Sequence[Judgement]) -> PositionTest:
     """Top-1 credit per display position ("1" = shown first) and a chi-square test of uniformity."""
-    n = _candidate_count(judgements)
-    return _top1_by(judgements, lambda j: tuple(str(i + 1) for i in range(n)), [str(i + 1) for i in range(n)])
+    positions = [str(i + 1) for i in range(_candidate_count(judgements))]
+    return _top1_by(judgements, lambda _j: tuple(positions), positions)
 
 
 def top1_by_label(judgements: Sequence[Judgement]) -> PositionTest:
@@ -149,9 +149,7 @@ def _index(judgements: Sequence[Judgement]) -> dict[tuple[str, int, int], Judgem
     return out
 
 
-def _mean_over_pairs(
-    groups: Iterable[list[Judgement]], value: Callable[[Judgement, Judgement], float]
-) -> float | None:
+def _mean_over_pairs(groups: Iterable[list[Judgement]], value: Callable[[Judgement, Judgement], float]) -> float | None:
     # Every pair counts once, so a group with more orders or samples weighs more: it holds more
     # evidence, and a per-group mean would let a group of 2 outweigh one of 10.
     values = [value(a, b) for group in groups for a, b in itertools.combinations(group, 2)]

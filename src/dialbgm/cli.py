@@ -140,15 +140,25 @@ def render(
     reqs = [prep.requests[i] for i in idx]
     if as_json:
         body = [
-            {**r.key_parts(), "messages": r.messages, "messages_sha256": r.messages_sha256(), "cache_key": r.cache_key()}
+            {
+                **r.key_parts(),
+                "messages": r.messages,
+                "messages_sha256": r.messages_sha256(),
+                "cache_key": r.cache_key(),
+            }
             for r in reqs
         ]
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
     for n, (i, r) in enumerate(zip(idx, reqs, strict=True), start=1):
         unit = prep.units[i]
-        shown = ", ".join(f"{chr(65 + k)}={c.id}" for k, c in enumerate(unit.shown))
-        typer.secho(f"=== request {n}/{len(reqs)}  unit {unit.unit_id}  model {r.model}", bold=True)
+        labels = unit.labels or tuple(chr(65 + k) for k in range(len(unit.shown)))
+        shown = ", ".join(f"{lab}={c.id}" for lab, c in zip(labels, unit.shown, strict=True))
+        typer.secho(
+            f"=== request {n}/{len(reqs)}  unit {unit.unit_id}  order {unit.order_index}  sample {unit.sample}  "
+            f"model {r.model}",
+            bold=True,
+        )
         typer.echo(f"shown: {shown}")
         if unit.shots:
             typer.echo(f"few-shot examples: {', '.join(unit.shot_ids)}")

@@ -84,6 +84,10 @@ class JudgeConfig:
     few_shot_seed: int = 0
     few_shot_pool: str = "prompts/fewshot_pool.jsonl"
     order_seed: int = 0
+    orders: int | str = 1
+    shuffle_labels: bool = False
+    samples: int = 1
+    aggregation: str = "mean"
     scale_min: int = 1
     scale_max: int = 10
     seed: int = 0
@@ -234,7 +238,27 @@ def _coerce(value: Any, annotation: Any, path: Path, key: str) -> Any:
     return value
 
 
+def _check_orders(spec: object, path: Path) -> None:
+    ok = (isinstance(spec, int) and not isinstance(spec, bool) and spec >= 1) or spec == "all"
+    if isinstance(spec, str) and spec.startswith("random:"):
+        n = spec.partition(":")[2]
+        ok = n.isdigit() and int(n) >= 1
+    if not ok:
+        raise ConfigError(f'{path}: orders: must be a whole number >= 1, "all" or "random:N", got {spec!r}')
+
+
 def _check_judge(j: JudgeConfig, path: Path) -> None:
+    from dialbgm.aggregate import AGGREGATIONS
+
+    _check_orders(j.orders, path)
+    if j.samples < 1:
+        raise ConfigError(f"{path}: samples: must be >= 1")
+    if j.aggregation not in AGGREGATIONS:
+        raise ConfigError(f"{path}: aggregation: must be one of {', '.join(AGGREGATIONS)}, got {j.aggregation!r}")
+    if j.mode == "pointwise" and (j.orders != 1 or j.shuffle_labels):
+        raise ConfigError(
+            f"{path}: orders and shuffle_labels apply to listwise judging (a pointwise call shows one clip)"
+        )
     if j.few_shot < 0:
         raise ConfigError(f"{path}: few_shot: must be >= 0")
     if j.scale_min >= j.scale_max:

@@ -10,6 +10,8 @@ by rank).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 from dialbgm.config import JudgeConfig
 from dialbgm.data import Candidate, Dataset, Item, load_dataset
 from dialbgm.errors import ConfigError, DataError
-from dialbgm.prompts import Shot
+from dialbgm.prompts import Shot, labels_for
 
 
 def seeded_rng(*parts: object) -> random.Random:
@@ -31,9 +33,13 @@ class Unit:
     item: Item
     shown: tuple[Candidate, ...]
     order: tuple[int, ...]
-    """Indices into ``item.candidates`` in the order shown (label A is ``order[0]``)."""
+    """Indices into ``item.candidates`` in the order shown (position 0 first)."""
     shots: tuple[Shot, ...]
     sample: int = 0
+    order_index: int = 0
+    """Which of the item's candidate orders this is (0 = the base order)."""
+    labels: tuple[str, ...] = ()
+    """The label shown at each position: A, B, C... or a seeded shuffle of them."""
 
     @property
     def shot_ids(self) -> list[str]:
@@ -44,6 +50,52 @@ def presentation_order(item: Item, seed: int) -> tuple[int, ...]:
     idx = list(range(len(item.candidates)))
     seeded_rng("order", seed, item.id).shuffle(idx)
     return tuple(idx)
+
+
+MAX_ALL_ORDERS = 8
+
+
+def candidate_orders(item: Item, spec: int | str, seed: int) -> list[tuple[int, ...]]:
+    """The orders an item is shown in; the first is always the seeded base order.
+
+    ``N``: the first N cyclic rotations of the base order (N = number of candidates puts every
+    candidate in every position exactly once); ``"all"``: every permutation; ``"random:N"``: N
+    distinct seeded permutations (the base order first).
+    """
+    base = presentation_order(item, seed)
+    n = len(base)
+    if isinstance(spec, int):
+        if spec > n:
+            raise ConfigError(
+                f"orders={spec} but item {item.id!r} has {n} candidates: rotations give at most {n} "
+                'orders (use "random:N" or "all" for more)'
+            )
+        return [base[r:] + base[:r] for r in range(spec)]
+    if spec == "all":
+        if n > MAX_ALL_ORDERS:
+            raise ConfigError(f'orders="all" on item {item.id!r} means {math.factorial(n)} calls; use "random:N"')
+        return [base, *(p for p in itertools.permutations(base) if p != base)]
+    k = int(spec.partition(":")[2])
+    if k > math.factorial(n):
+        raise ConfigError(f"orders={spec!r} but item {item.id!r} has only {math.factorial(n)} distinct orders")
+    rng = seeded_rng("orders", seed, item.id)
+    chosen = [base]
+    seen = {base}
+    while len(chosen) < k:
+        p = list(base)
+        rng.shuffle(p)
+        t = tuple(p)
+        if t not in seen:
+            seen.add(t)
+            chosen.append(t)
+    return chosen
+
+
+def labels_for_order(item: Item, n: int, order_index: int, judge: JudgeConfig) -> tuple[str, ...]:
+    labels = labels_for(n)
+    if judge.shuffle_labels:
+        seeded_rng("labels", judge.order_seed, item.id, order_index).shuffle(labels)
+    return tuple(labels)
 
 
 class FewShotPool:
@@ -90,14 +142,20 @@ def load_pool(path: Path, exclude: Dataset) -> FewShotPool:
 
 
 def build_units(dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) -> list[Unit]:
+    """Every call of the run: item × order × sample (× candidate, pointwise)."""
     units: list[Unit] = []
     for item in dataset:
-        order = presentation_order(item, judge.order_seed)
-        shown = tuple(item.candidates[i] for i in order)
         shots = pool.draw(judge, item) if pool is not None else ()
-        if judge.mode == "listwise":
-            units.append(Unit(f"{item.id}#0", item, shown, order, shots))
-        else:
-            for pos, cand_index in enumerate(order):
-                units.append(Unit(f"{item.id}#{pos}", item, (item.candidates[cand_index],), (cand_index,), shots))
+        if judge.mode == "pointwise":
+            order = presentation_order(item, judge.order_seed)
+            for sample in range(judge.samples):
+                for pos, ci in enumerate(order):
+                    one = (item.candidates[ci],)
+                    units.append(Unit(f"{item.id}#s{sample}p{pos}", item, one, (ci,), shots, sample, 0, ("A",)))
+            continue
+        for oi, order in enumerate(candidate_orders(item, judge.orders, judge.order_seed)):
+            shown = tuple(item.candidates[i] for i in order)
+            labels = labels_for_order(item, len(shown), oi, judge)
+            for sample in range(judge.samples):
+                units.append(Unit(f"{item.id}#o{oi}s{sample}", item, shown, order, shots, sample, oi, labels))
     return units

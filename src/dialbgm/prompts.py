@@ -105,8 +105,13 @@ class PromptSet:
         item: Item,
         shown: Sequence[Candidate],
         shots: Sequence[Shot] = (),
+        shown_labels: Sequence[str] | None = None,
     ) -> list[Message]:
-        """The exact chat messages of one call: system, few-shot pairs, then the item."""
+        """The exact chat messages of one call: system, few-shot pairs, then the item.
+
+        ``shown_labels`` gives the label at each position (default A, B, C... in order); the
+        system prompt always lists the labels alphabetically, so it never hints at positions.
+        """
         labels = labels_for(len(shown))
         base = {
             "criteria": self.criteria(judge.weights),
@@ -125,14 +130,21 @@ class PromptSet:
             system = self._system_memo[memo_key] = self._render("system.j2", base)
         out: list[Message] = [{"role": "system", "content": system}]
         for shot in shots:
-            out.append({"role": "user", "content": self._user(judge, shot.item, shot.candidates, base)})
+            out.append({"role": "user", "content": self._user(judge, shot.item, shot.candidates, base, None)})
             out.append(
                 {"role": "assistant", "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
             )
-        out.append({"role": "user", "content": self._user(judge, item, shown, base)})
+        out.append({"role": "user", "content": self._user(judge, item, shown, base, shown_labels)})
         return out
 
-    def _user(self, judge: JudgeConfig, item: Item, shown: Sequence[Candidate], base: dict[str, Any]) -> str:
+    def _user(
+        self,
+        judge: JudgeConfig,
+        item: Item,
+        shown: Sequence[Candidate],
+        base: dict[str, Any],
+        shown_labels: Sequence[str] | None,
+    ) -> str:
         if judge.context == "summary" and item.summary is None:
             raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
         variables = {
@@ -141,7 +153,7 @@ class PromptSet:
             "summary": item.summary or "",
             "candidates": [
                 {"label": label, "caption": c.caption or "(no caption)"}
-                for label, c in zip(labels_for(len(shown)), shown, strict=True)
+                for label, c in zip(shown_labels or labels_for(len(shown)), shown, strict=True)
             ],
         }
         name = "user_listwise.j2" if judge.mode == "listwise" else "user_pointwise.j2"

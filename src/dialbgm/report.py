@@ -47,4 +47,22 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
         f"units: {c['units']}  cache hits: {c['cache_hits']}  provider calls: {c['provider_calls']}"
         + (f"  computed locally: {c['computed_locally']}" if c["computed_locally"] else "")
     )
+    first = metrics.get("first_judgement")
+    if first:
+        console.print(
+            f"{metrics['judgements_per_item']} judgements per item, aggregated by {metrics['aggregation']}; "
+            f"Hit@1 of the first judgement alone: {first['means']['hit_at_1']:.3f}, "
+            f"Kendall tau-b: {first['means']['kendall_tau_b']:.3f}"
+        )
+    bias = metrics.get("bias") or {}
+    if "top1_by_position" in bias:
+        pos = bias["top1_by_position"]
+        rates = " ".join(f"{k}:{r:.2f}" for k, r in zip(pos["keys"], pos["rates"], strict=True))
+        line = f"top-1 by position {rates} (chi2 p={pos['p_value']:.3g})"
+        if bias.get("position_consistency") is not None:
+            line += f"; position consistency {bias['position_consistency']:.2f}"
+        if bias.get("flip_rate") is not None:
+            line += f"; flip rate between samples {bias['flip_rate']:.2f}"
+        line += f"; tie rate {bias['tie_rate']:.2f}"
+        console.print(line)
     console.print(f"results: {out_dir}  ({manifest['wall_s']:.2f} s)")

@@ -20,7 +20,6 @@ from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
 from dialbgm.data import Dataset, Item, load_dataset
 from dialbgm.errors import ConfigError
-from dialbgm.metrics import METRICS, chance_levels, item_metrics, summarize
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, load_pool
 from dialbgm.prompts import PromptSet, labels_for
@@ -34,6 +33,7 @@ from dialbgm.results import (
     write_jsonl,
 )
 from dialbgm.retry import PermanentError, RetryableError, call_with_retries
+from dialbgm.scoring import run_metrics, score_items
 from dialbgm.workspace import Workspace
 
 
@@ -108,7 +108,7 @@ def _request_for(
     messages = None
     schema = None
     if prompts is not None:
-        messages = prompts.messages(judge, unit.item, unit.shown, unit.shots)
+        messages = prompts.messages(judge, unit.item, unit.shown, unit.shots, unit.labels or None)
         n = len(unit.shown)
         if n not in schemas:
             lo, hi = judge.scale_min, judge.scale_max
@@ -193,7 +193,7 @@ def call_misses(
 
 
 def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
-    labels = labels_for(len(unit.shown))
+    labels = unit.labels or tuple(labels_for(len(unit.shown)))
     by_candidate = None
     if parsed.scores is not None:
         by_candidate = {c.id: parsed.scores[lab] for lab, c in zip(labels, unit.shown, strict=True)}
@@ -205,6 +205,7 @@ def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, pa
         "variant": variant_of(prep.judge),
         "shown": [{"label": lab, "candidate": c.id} for lab, c in zip(labels, unit.shown, strict=True)],
         "shots": unit.shot_ids,
+        "order_index": unit.order_index,
         "sample": unit.sample,
         "messages_sha256": req.messages_sha256(),
         "cache_key": req.cache_key(),
@@ -231,6 +232,10 @@ def variant_of(judge: JudgeConfig) -> dict[str, Any]:
         "few_shot": judge.few_shot,
         "few_shot_seed": judge.few_shot_seed,
         "order_seed": judge.order_seed,
+        "orders": judge.orders,
+        "shuffle_labels": judge.shuffle_labels,
+        "samples": judge.samples,
+        "aggregation": judge.aggregation,
     }
 
 
@@ -245,62 +250,6 @@ def parse_outcomes(prep: Prepared, outcomes: list[UnitOutcome]) -> list[dict[str
             parsed = parse_reply(outcome.response, labels, lo, hi)
         rows.append(_unit_row(prep, unit, req, outcome, parsed))
     return rows
-
-
-def score_items(dataset: Dataset, unit_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per item: its scores (all units ok) and metrics, or the status that failed it."""
-    by_item: dict[str, list[dict[str, Any]]] = {}
-    for r in unit_rows:
-        by_item.setdefault(r["item_id"], []).append(r)
-    out = []
-    for item in dataset:
-        rows = by_item.get(item.id, [])
-        failed = [r for r in rows if r["status"] != "ok"]
-        row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates)}
-        if failed or not rows:
-            row.update(
-                status=failed[0]["status"] if failed else "skipped",
-                error=failed[0]["error"] if failed else "no unit",
-                metrics=None,
-                scores=None,
-            )
-        else:
-            scores: dict[str, float] = {}
-            for r in rows:
-                scores.update(r["scores"])
-            aligned = [scores[c.id] for c in item.candidates]
-            row.update(
-                status="ok",
-                error=None,
-                scores=scores,
-                human_ranks={c.id: c.rank for c in item.candidates},
-                metrics=item_metrics(aligned, item.human_ranks),
-            )
-        out.append(row)
-    return out
-
-
-def aggregate(items: list[dict[str, Any]], dataset: Dataset) -> dict[str, Any]:
-    ok = [r for r in items if r["status"] == "ok"]
-    per_item = [r["metrics"] for r in ok]
-    summary = summarize(per_item)
-    failed_by = Counter(r["status"] for r in items if r["status"] != "ok")
-    metrics: dict[str, Any] = {m: (summary[m]["mean"] if per_item else None) for m in METRICS}
-    metrics.update(
-        n_items=len(ok),
-        n_failed=len(items) - len(ok),
-        n_total=len(items),
-        failed_by_status=dict(sorted(failed_by.items())),
-        ci95={m: [summary[m]["ci_low"], summary[m]["ci_high"]] if per_item else None for m in METRICS},
-        chance=chance_levels([len(i.candidates) for i in dataset]),
-        notes={
-            "ties": "judge ties: expectation over random tie-breaking (fractional ranks); "
-            "an undefined correlation (all scores equal) counts as 0",
-            "ci": "95% percentile bootstrap over items, 2000 resamples, seed 0",
-            "failed": "failed items are excluded from the means and counted in n_failed",
-        },
-    )
-    return metrics
 
 
 def run_eval(
@@ -339,8 +288,8 @@ def run_eval(
         if cache is not None:
             cache.close()
     unit_rows = parse_outcomes(prep, outcomes)
-    items = score_items(prep.dataset, unit_rows)
-    metrics = aggregate(items, prep.dataset)
+    items = score_items(prep.dataset, unit_rows, prep.judge)
+    metrics = run_metrics(items, prep.dataset, prep.judge, unit_rows)
     status_counts = Counter(r["status"] for r in unit_rows)
     hits = sum(1 for o in outcomes if o.cache_hit)
     calls = sum(1 for o in outcomes if not o.cache_hit)

@@ -111,6 +111,9 @@ class LiteLLMBackend:
             memo = (schema, response_format(self.provider, schema))
             self._rf_memo[id(schema)] = memo
         rf = memo[1]
+        if sample and isinstance(params.get("seed"), int):
+            # Independent draws: each sample sends its own seed (recorded in the key as sent).
+            params["seed"] = params["seed"] + sample
         if rf is not None:
             params["response_format"] = rf
         return Request(

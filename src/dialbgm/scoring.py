@@ -1,0 +1,161 @@
+"""From parsed units to per-item rankings, run metrics and bias diagnostics.
+
+An item is scored only when every one of its units succeeded (all orders, samples and, when
+pointwise, candidates), so every condition is compared on complete evidence; the others are
+counted by failure status. Several judgements of one item (orders × samples) are combined by the
+judge's ``aggregation`` (mean score by default; Borda or Kemeny), and the metrics of the first
+judgement alone are reported beside the aggregate so the effect of aggregating is visible.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from dialbgm.aggregate import aggregate_scores
+from dialbgm.config import JudgeConfig
+from dialbgm.data import Dataset
+from dialbgm.metrics import METRICS, chance_levels, item_metrics, summarize
+
+
+def _judgements(rows: Sequence[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, float]]]:
+    """Scores per (order, sample); pointwise units of the same sample merge into one judgement."""
+    merged: dict[tuple[int, int], dict[str, float]] = {}
+    for r in rows:
+        merged.setdefault((r["order_index"], r["sample"]), {}).update(r["scores"])
+    return sorted(merged.items())
+
+
+def score_items(dataset: Dataset, unit_rows: list[dict[str, Any]], judge: JudgeConfig) -> list[dict[str, Any]]:
+    """One row per item: its aggregated scores and metrics, or the status that failed it."""
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for r in unit_rows:
+        by_item.setdefault(r["item_id"], []).append(r)
+    out = []
+    for item in dataset:
+        rows = by_item.get(item.id, [])
+        failed = [r for r in rows if r["status"] != "ok"]
+        row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates), "n_units": len(rows)}
+        if failed or not rows:
+            row.update(
+                status=failed[0]["status"] if failed else "skipped",
+                error=failed[0]["error"] if failed else "no unit",
+                n_units_failed=len(failed),
+                metrics=None,
+                scores=None,
+            )
+            out.append(row)
+            continue
+        judgements = _judgements(rows)
+        scores = (
+            judgements[0][1]
+            if len(judgements) == 1
+            else aggregate_scores([j for _, j in judgements], judge.aggregation)
+        )
+        human = item.human_ranks
+        row.update(
+            status="ok",
+            error=None,
+            scores=scores,
+            human_ranks={c.id: c.rank for c in item.candidates},
+            metrics=item_metrics([scores[c.id] for c in item.candidates], human),
+        )
+        if len(judgements) > 1:
+            first = judgements[0][1]
+            row["judgements"] = [{"order_index": o, "sample": s, "scores": j} for (o, s), j in judgements]
+            row["metrics_first_judgement"] = item_metrics([first[c.id] for c in item.candidates], human)
+        out.append(row)
+    return out
+
+
+def _summary_block(per_item: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    summary = summarize(per_item)
+    means = {m: (summary[m]["mean"] if per_item else None) for m in METRICS}
+    cis = {m: [summary[m]["ci_low"], summary[m]["ci_high"]] if per_item else None for m in METRICS}
+    return means, cis
+
+
+def run_metrics(
+    items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfig, unit_rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    ok = [r for r in items if r["status"] == "ok"]
+    means, cis = _summary_block([r["metrics"] for r in ok])
+    failed_by = Counter(r["status"] for r in items if r["status"] != "ok")
+    units_by = Counter(r["status"] for r in unit_rows)
+    metrics: dict[str, Any] = dict(means)
+    metrics.update(
+        n_items=len(ok),
+        n_failed=len(items) - len(ok),
+        n_total=len(items),
+        failed_by_status=dict(sorted(failed_by.items())),
+        units_by_status=dict(sorted(units_by.items())),
+        ci95=cis,
+        chance=chance_levels([len(i.candidates) for i in dataset]),
+        aggregation=judge.aggregation,
+        judgements_per_item=_judgements_per_item(judge, dataset),
+        notes={
+            "ties": "judge ties: expectation over random tie-breaking (fractional ranks); "
+            "an undefined correlation (all scores equal) counts as 0",
+            "ci": "95% percentile bootstrap over items, 2000 resamples, seed 0",
+            "failed": "an item is scored only if all its units succeeded; failed items are excluded "
+            "from the means and counted in n_failed",
+        },
+    )
+    if any("metrics_first_judgement" in r for r in ok):
+        first_means, first_cis = _summary_block([r["metrics_first_judgement"] for r in ok])
+        metrics["first_judgement"] = {
+            "means": first_means,
+            "ci95": first_cis,
+            "what": "order 0, sample 0 alone, on the same items",
+        }
+    if judge.mode == "listwise":
+        metrics["bias"] = bias_diagnostics(unit_rows)
+    return metrics
+
+
+def _judgements_per_item(judge: JudgeConfig, dataset: Dataset) -> int | None:
+    from dialbgm.plan import candidate_orders
+
+    if judge.mode == "pointwise" or not dataset.items:
+        return judge.samples if judge.mode == "pointwise" else None
+    return len(candidate_orders(dataset.items[0], judge.orders, judge.order_seed)) * judge.samples
+
+
+def bias_diagnostics(unit_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Position and label bias, consistency across orders, flips across samples, ties."""
+    from dialbgm.bias import Judgement, flip_rate, position_consistency, tie_rate, top1_by_label, top1_by_position
+
+    judgements = [
+        Judgement(
+            item_id=r["item_id"],
+            order_index=r["order_index"],
+            sample=r["sample"],
+            shown=tuple(s["candidate"] for s in r["shown"]),
+            labels=tuple(s["label"] for s in r["shown"]),
+            scores=r["scores"],
+        )
+        for r in unit_rows
+        if r["status"] == "ok"
+    ]
+    out: dict[str, Any] = {"n_judgements": len(judgements)}
+    if not judgements:
+        return out
+    out["tie_rate"] = tie_rate(judgements)
+    out["position_consistency"] = position_consistency(judgements)
+    out["flip_rate"] = flip_rate(judgements)
+    sizes = Counter(len(j.shown) for j in judgements)
+    n, _ = sizes.most_common(1)[0]
+    same = [j for j in judgements if len(j.shown) == n]
+    for name, fn in (("top1_by_position", top1_by_position), ("top1_by_label", top1_by_label)):
+        test = fn(same)
+        out[name] = {
+            "keys": test.keys,
+            "rates": test.rates,
+            "counts": test.counts,
+            "n": test.n,
+            "chi2": test.chi2,
+            "p_value": test.p_value,
+            "note": f"judgements with {n} candidates ({len(same)} of {len(judgements)})",
+        }
+    return out
