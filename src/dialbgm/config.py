@@ -34,6 +34,7 @@ class Capabilities:
     streaming_only: bool = False
     temperature: bool = True
     seed: bool = True
+    logprobs: bool = False
     audio_formats: tuple[str, ...] = ()
 
 
@@ -88,6 +89,8 @@ class JudgeConfig:
     shuffle_labels: bool = False
     samples: int = 1
     aggregation: str = "mean"
+    score_by: str = "sampled"
+    top_logprobs: int = 20
     scale_min: int = 1
     scale_max: int = 10
     seed: int = 0
@@ -259,6 +262,10 @@ def _check_judge(j: JudgeConfig, path: Path) -> None:
         raise ConfigError(
             f"{path}: orders and shuffle_labels apply to listwise judging (a pointwise call shows one clip)"
         )
+    if j.score_by not in ("sampled", "logprobs"):
+        raise ConfigError(f"{path}: score_by: must be sampled or logprobs, got {j.score_by!r}")
+    if not 1 <= j.top_logprobs <= 20:
+        raise ConfigError(f"{path}: top_logprobs: must be between 1 and 20")
     if j.few_shot < 0:
         raise ConfigError(f"{path}: few_shot: must be >= 0")
     if j.scale_min >= j.scale_max:

@@ -73,10 +73,20 @@ class Response:
     finish_reason: str | None = None
     model: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    logprobs: list[dict[str, Any]] | None = None
+    """Per reply token: {"token": str, "top": [[token, logprob], ...]}, when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "finish_reason": self.finish_reason, "model": self.model, "usage": self.usage}
+        d: dict[str, Any] = {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "usage": self.usage,
+        }
+        if self.logprobs is not None:
+            d["logprobs"] = self.logprobs
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Response:
-        return cls(d["text"], d.get("finish_reason"), d.get("model"), dict(d.get("usage") or {}))
+        return cls(d["text"], d.get("finish_reason"), d.get("model"), dict(d.get("usage") or {}), d.get("logprobs"))

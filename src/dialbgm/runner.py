@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,7 @@ def variant_of(judge: JudgeConfig) -> dict[str, Any]:
         "shuffle_labels": judge.shuffle_labels,
         "samples": judge.samples,
         "aggregation": judge.aggregation,
+        "score_by": judge.score_by,
     }
 
 
@@ -248,8 +249,29 @@ def parse_outcomes(prep: Prepared, outcomes: list[UnitOutcome]) -> list[dict[str
         else:
             labels = labels_for(len(unit.shown)) if prep.judge.mode == "listwise" else None
             parsed = parse_reply(outcome.response, labels, lo, hi)
+            if prep.judge.score_by == "logprobs" and parsed.status == "ok" and parsed.scores is not None:
+                parsed, extra = _with_expectations(parsed, outcome.response, labels, lo, hi)
+                row = _unit_row(prep, unit, req, outcome, parsed)
+                by_label = {sh["label"]: sh["candidate"] for sh in row["shown"]}
+                extra["sampled_scores"] = {by_label[k]: v for k, v in extra["sampled_scores"].items()}
+                row.update(extra)
+                rows.append(row)
+                continue
         rows.append(_unit_row(prep, unit, req, outcome, parsed))
     return rows
+
+
+def _with_expectations(
+    parsed: Parsed, response: Response, labels: list[str] | None, lo: float, hi: float
+) -> tuple[Parsed, dict[str, Any]]:
+    """Replace sampled scores by logprob expectations; keep the sampled ones beside them."""
+    from dialbgm.logprobs import expected_scores
+
+    assert parsed.scores is not None
+    if not response.logprobs:
+        return parsed, {"sampled_scores": parsed.scores, "logprob_fallbacks": sorted(parsed.scores)}
+    exp = expected_scores(response.text, response.logprobs, parsed.scores, labels, lo, hi)
+    return replace(parsed, scores=exp.scores), {"sampled_scores": parsed.scores, "logprob_fallbacks": exp.fallbacks}
 
 
 def run_eval(

@@ -24,6 +24,8 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    logprobs: list[dict[str, Any]] | None = None
+    """OpenAI-format token log-probabilities ({"token", "logprob", "top_logprobs"}), sent if set."""
 
 
 Script = Callable[[dict[str, Any], int], Reply]
@@ -81,6 +83,7 @@ class ScriptedOpenAIServer:
                                 "index": 0,
                                 "finish_reason": reply.finish_reason,
                                 "message": {"role": "assistant", "content": reply.content},
+                                "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
                             }
                         ],
                         "usage": usage,

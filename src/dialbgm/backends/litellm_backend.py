@@ -10,6 +10,7 @@ from typing import Any
 
 from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.data import Candidate, Item
+from dialbgm.errors import ConfigError
 from dialbgm.request import Request, Response
 from dialbgm.retry import PermanentError, RetryableError, parse_retry_after
 from dialbgm.workspace import Workspace
@@ -78,6 +79,7 @@ class LiteLLMBackend:
             self.identity = {}
             self.api_base = judge.api_base or provider.effective_api_base()
         self.params = self._sent_params()
+        self.check()
         self._rf_memo: dict[int, tuple[Any, dict[str, Any] | None]] = {}
 
     def _sent_params(self) -> dict[str, Any]:
@@ -91,6 +93,13 @@ class LiteLLMBackend:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
         return params
+
+    def check(self) -> None:
+        if self.judge.score_by == "logprobs" and not self.provider.capabilities.logprobs:
+            raise ConfigError(
+                f"judge {self.judge.name!r}: score_by=logprobs, but provider {self.provider.name!r} "
+                "does not return log-probabilities (capabilities.logprobs = false)"
+            )
 
     @property
     def needs_key(self) -> bool:
@@ -111,6 +120,9 @@ class LiteLLMBackend:
             memo = (schema, response_format(self.provider, schema))
             self._rf_memo[id(schema)] = memo
         rf = memo[1]
+        if self.judge.score_by == "logprobs":
+            params["logprobs"] = True
+            params["top_logprobs"] = self.judge.top_logprobs
         if sample and isinstance(params.get("seed"), int):
             # Independent draws: each sample sends its own seed (recorded in the key as sent).
             params["seed"] = params["seed"] + sample
@@ -172,6 +184,7 @@ class LiteLLMBackend:
         finish: str | None = None
         model: str | None = None
         usage: dict[str, int] = {}
+        logprobs: list[dict[str, Any]] = []
         try:
             for chunk in stream:
                 model = getattr(chunk, "model", None) or model
@@ -180,12 +193,13 @@ class LiteLLMBackend:
                     if delta is not None and getattr(delta, "content", None):
                         parts.append(delta.content)
                     finish = getattr(choice, "finish_reason", None) or finish
+                    logprobs.extend(_token_logprobs(getattr(choice, "logprobs", None)) or [])
                 u = getattr(chunk, "usage", None)
                 if u:
                     usage = _usage(u)
         except Exception as e:
             raise classify(e) from e
-        return Response("".join(parts), finish, model, usage)
+        return Response("".join(parts), finish, model, usage, logprobs or None)
 
     def close(self) -> None:
         if self._server is not None:
@@ -202,10 +216,35 @@ def _usage(u: Any) -> dict[str, int]:
     return out
 
 
+def _token_logprobs(lp: Any) -> list[dict[str, Any]] | None:
+    """OpenAI-format choice.logprobs → [{"token", "top": [[token, logprob], ...]}] (JSON-able)."""
+    content = getattr(lp, "content", None) if lp is not None else None
+    if content is None and isinstance(lp, dict):
+        content = lp.get("content")
+    if not content:
+        return None
+    out = []
+    for t in content:
+        get = t.get if isinstance(t, dict) else lambda k, _t=t: getattr(_t, k, None)
+        top = get("top_logprobs") or []
+        alts = [
+            [a.get("token") if isinstance(a, dict) else a.token, a.get("logprob") if isinstance(a, dict) else a.logprob]
+            for a in top
+        ]
+        out.append({"token": get("token") or "", "logprob": get("logprob"), "top": alts})
+    return out
+
+
 def _from_completion(resp: Any) -> Response:
     choice = resp.choices[0]
     content = choice.message.content or ""
-    return Response(content, choice.finish_reason, getattr(resp, "model", None), _usage(resp.usage))
+    return Response(
+        content,
+        choice.finish_reason,
+        getattr(resp, "model", None),
+        _usage(resp.usage),
+        _token_logprobs(getattr(choice, "logprobs", None)),
+    )
 
 
 def classify(e: Exception) -> Exception:
