@@ -107,15 +107,14 @@ def _permutations(n: int) -> npt.NDArray[np.intp]:
     return perms
 
 
-def _kemeny_order(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> list[str]:
+def _optimal_orders(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> npt.NDArray[np.intp]:
+    """Every Kemeny-optimal order (rows of candidate indices)."""
     n = len(ids)
     if n > KEMENY_MAX_CANDIDATES:
         raise ValueError(
             f"kemeny aggregation enumerates all orders and supports at most {KEMENY_MAX_CANDIDATES} "
             f"candidates, got {n}; use 'mean' or 'borda'"
         )
-    if n <= 1:
-        return list(ids)
     d = _half_disagreements(judgements, ids)
     perms = _permutations(n)
     # One vectorised gather per position pair instead of a Python loop per order: 28 array
@@ -123,17 +122,25 @@ def _kemeny_order(judgements: Sequence[Mapping[str, float]], ids: Sequence[str])
     cost = np.zeros(len(perms), dtype=np.int64)
     for a, b in itertools.combinations(range(n), 2):
         cost += d[perms[:, a], perms[:, b]]
-    optimal = perms[cost == cost.min()]
-    means = _mean_scores(judgements, ids)
+    optimal: npt.NDArray[np.intp] = perms[cost == cost.min()]
+    return optimal
 
-    # Deterministic choice among equally good orders: prefer higher mean scores from the top
-    # position down (the order the mean would pick when it is also optimal), then id order.
-    def preference(p: npt.NDArray[np.intp]) -> tuple[tuple[float, ...], tuple[int, ...]]:
-        idx = tuple(int(i) for i in p)
-        return tuple(-means[i] for i in idx), idx
 
-    best = min(optimal, key=preference)
-    return [ids[int(i)] for i in best]
+def _kemeny_scores(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> dict[str, float]:
+    """n − position, averaged over every optimal order.
+
+    When several orders are optimal, the candidates they disagree on share their positions'
+    mean: no tie is broken by candidate id or by anything else that could correlate with the
+    human ranks, so a judge that ties everything gets exactly chance, as with mean and Borda.
+    """
+    n = len(ids)
+    if n <= 1:
+        return {c: 1.0 for c in ids}
+    optimal = _optimal_orders(judgements, ids)
+    points = np.zeros(n)
+    for pos in range(n):
+        np.add.at(points, optimal[:, pos], n - pos)
+    return {c: float(points[k] / len(optimal)) for k, c in enumerate(ids)}
 
 
 def aggregate_scores(judgements: Sequence[Mapping[str, float]], method: str) -> dict[str, float]:
@@ -141,7 +148,8 @@ def aggregate_scores(judgements: Sequence[Mapping[str, float]], method: str) -> 
 
     ``method`` is one of :data:`AGGREGATIONS`. Raises ValueError for an unknown method, no
     judgements, judgements scoring different candidates, a NaN score, or more than 8 candidates
-    under ``kemeny``. For ``kemeny`` the score is n − position in the optimal order (top = n).
+    under ``kemeny``. For ``kemeny`` the score is n − position in the optimal order (top = n),
+    averaged over all optimal orders when there are several.
     """
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; allowed: {', '.join(AGGREGATIONS)}")
@@ -150,6 +158,4 @@ def aggregate_scores(judgements: Sequence[Mapping[str, float]], method: str) -> 
         return dict(zip(ids, _mean_scores(judgements, ids), strict=True))
     if method == "borda":
         return {c: math.fsum(_borda_points(j, c) for j in judgements) / len(judgements) for c in ids}
-    order = _kemeny_order(judgements, ids)
-    n = len(order)
-    return {c: float(n - pos) for pos, c in enumerate(order)}
+    return _kemeny_scores(judgements, ids)

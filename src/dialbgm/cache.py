@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dialbgm.redact import redact
 from dialbgm.request import CACHE_SCHEMA_VERSION, Request, Response
 
 
@@ -42,7 +43,8 @@ class ResponseCache:
         return Response.from_dict(entry["response"])
 
     def put(self, request: Request, response: Response) -> None:
-        parts = request.key_parts()  # messages appear as their hash; the run keeps the messages
+        # Messages appear as their hash (the run keeps them); secrets in params never reach disk.
+        parts = redact(request.key_parts())
         entry: dict[str, Any] = {
             "schema": CACHE_SCHEMA_VERSION,
             "key_parts": parts,

@@ -129,6 +129,7 @@ def render(
     """Print the exact messages a judge would send for one item, without calling anything."""
     from dialbgm.config import parse_overrides
     from dialbgm.errors import DialbgmError
+    from dialbgm.redact import redact
     from dialbgm.runner import render_item
 
     try:
@@ -141,7 +142,7 @@ def render(
     if as_json:
         body = [
             {
-                **r.key_parts(),
+                **redact(r.key_parts()),
                 "messages": r.messages,
                 "messages_sha256": r.messages_sha256(),
                 "cache_key": r.cache_key(),
@@ -162,7 +163,7 @@ def render(
         typer.echo(f"shown: {shown}")
         if unit.shots:
             typer.echo(f"few-shot examples: {', '.join(unit.shot_ids)}")
-        params = {k: v for k, v in r.params.items() if k != "response_format"}
+        params = redact({k: v for k, v in r.params.items() if k != "response_format"})
         typer.echo(f"params: {json.dumps(params)}")
         if "response_format" in r.params:
             typer.echo(f"response_format: {json.dumps(r.params['response_format'])}")
@@ -204,8 +205,12 @@ def judges() -> None:
         ws = _workspace()
         rows = []
         for name in list_judges(ws):
-            j = load_judge(ws, name)
-            p = load_provider(ws, j.provider)
+            try:
+                j = load_judge(ws, name)
+                p = load_provider(ws, j.provider)
+            except DialbgmError as e:  # one broken file must not hide the other judges
+                rows.append((name, "-", "-", "-", "-", f"invalid: {e}"))
+                continue
             key = p.api_key_env or "-"
             if p.api_key_env and p.api_key_required:
                 key += " (set)" if p.api_key() else " (missing)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -24,6 +25,7 @@ Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 
 CRITERIA = ("relevance", "non_intrusiveness", "consistency")
+DEFAULT_WEIGHTS: dict[str, float] = {"relevance": 0.5, "non_intrusiveness": 0.3, "consistency": 0.2}
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,7 @@ class JudgeConfig:
     scale_max: int = 10
     seed: int = 0
     api_base: str | None = None
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"relevance": 0.5, "non_intrusiveness": 0.3, "consistency": 0.2}
-    )
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +178,12 @@ def _apply_override(data: dict[str, Any], key: str, value: Any, path: Path) -> N
     if tail:
         if head not in ("params", "weights"):
             raise ConfigError(f"--set {key}: only params.* and weights.* take a dotted key")
+        if head == "weights" and "weights" not in data:
+            # A dotted override adjusts the defaults; it does not replace the whole table.
+            data["weights"] = dict(DEFAULT_WEIGHTS)
         table = data.setdefault(head, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"--set {key}: {head} is not a table in {path}")
         table[tail] = value
         return
     names = {f.name for f in fields(JudgeConfig)} - {"name"}
@@ -245,7 +250,7 @@ def _check_orders(spec: object, path: Path) -> None:
     ok = (isinstance(spec, int) and not isinstance(spec, bool) and spec >= 1) or spec == "all"
     if isinstance(spec, str) and spec.startswith("random:"):
         n = spec.partition(":")[2]
-        ok = n.isdigit() and int(n) >= 1
+        ok = n.isdigit() and int(n) >= 1 and n == str(int(n))
     if not ok:
         raise ConfigError(f'{path}: orders: must be a whole number >= 1, "all" or "random:N", got {spec!r}')
 
@@ -275,10 +280,11 @@ def _check_judge(j: JudgeConfig, path: Path) -> None:
     if missing or extra:
         raise ConfigError(f"{path}: weights: need exactly {', '.join(CRITERIA)} (missing {missing}, unknown {extra})")
     for k, v in j.weights.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise ConfigError(f"{path}: weights.{k}: must be a number >= 0, got {v!r}")
-    if sum(j.weights.values()) <= 0:
-        raise ConfigError(f"{path}: weights: must not all be zero")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{path}: weights.{k}: must be a finite number >= 0, got {v!r}")
+    total = sum(j.weights.values())
+    if not math.isfinite(total) or total <= 0:
+        raise ConfigError(f"{path}: weights: must not all be zero, and must have a finite sum")
 
 
 def with_overrides(judge: JudgeConfig, **changes: Any) -> JudgeConfig:

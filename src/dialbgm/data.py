@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,12 @@ def _csv_rows(p: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any]] | Prob
     end_of_previous = reader.line_num
     for row in reader:
         # A quoted cell may span lines: name the line the row starts on.
-        yield end_of_previous + 1, dict(row)
+        if None in row:
+            yield Problem(
+                str(p), end_of_previous + 1, "<row>", f"more cells than the header has columns: {row[None]!r}"
+            )
+        else:
+            yield end_of_previous + 1, dict(row)
         end_of_previous = reader.line_num
 
 
@@ -298,6 +304,8 @@ def _parse_dialogue_cell(cell: Any) -> Any:
     if not isinstance(cell, str):
         return cell
     s = cell.strip()
+    if s.startswith("{"):
+        return None
     if s.startswith("["):
         try:
             return json.loads(s)
@@ -368,7 +376,13 @@ def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) ->
                 for _, row in members
             ],
         }
+        before = len(problems)
         item = _item_from_obj(obj, loc, problems)
+        # Point each candidate's problem at that candidate's own row, not the item's first row.
+        for k in range(before, len(problems)):
+            m = re.match(r"candidates\[(\d+)\]", problems[k].field)
+            if m and int(m.group(1)) < len(members):
+                problems[k] = replace(problems[k], line=members[int(m.group(1))][0])
         if item is not None:
             items.append(item)
     return items, problems

@@ -142,6 +142,8 @@ def parse_reply(response: Response, labels: Sequence[str] | None, lo: float, hi:
     if response.finish_reason == "content_filter":
         return Parsed("refused", error="the provider filtered the reply (finish_reason=content_filter)")
     if not text.strip():
+        if response.finish_reason == "length":
+            return Parsed("truncated", error="empty reply cut at the token limit (reasoning may have used it all)")
         return Parsed("parse_error", error="empty reply")
     objects = extract_json_objects(text)
     last_error = "no JSON object in the reply"

@@ -58,7 +58,9 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
     if "top1_by_position" in bias:
         pos = bias["top1_by_position"]
         rates = " ".join(f"{k}:{r:.2f}" for k, r in zip(pos["keys"], pos["rates"], strict=True))
-        line = f"top-1 by position {rates} (chi2 p={pos['p_value']:.3g})"
+        lab = bias["top1_by_label"]
+        lab_rates = " ".join(f"{k}:{r:.2f}" for k, r in zip(lab["keys"], lab["rates"], strict=True))
+        line = f"top-1 by position {rates} (chi2 p={pos['p_value']:.3g}); by label {lab_rates} (p={lab['p_value']:.3g})"
         if bias.get("position_consistency") is not None:
             line += f"; position consistency {bias['position_consistency']:.2f}"
         if bias.get("flip_rate") is not None:

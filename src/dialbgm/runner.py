@@ -23,6 +23,7 @@ from dialbgm.errors import ConfigError
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, load_pool
 from dialbgm.prompts import PromptSet, labels_for
+from dialbgm.redact import redact
 from dialbgm.request import Request, Response
 from dialbgm.results import (
     git_state,
@@ -95,6 +96,15 @@ def prepare(
             raise ConfigError(
                 f"context=summary, but {len(missing)} item(s) have no summary "
                 f"(first: {', '.join(missing[:5])}); add a 'summary' field to them"
+            )
+    if judge.aggregation == "kemeny":
+        from dialbgm.aggregate import KEMENY_MAX_CANDIDATES
+
+        big = [i.id for i in dataset if len(i.candidates) > KEMENY_MAX_CANDIDATES]
+        if big:
+            raise ConfigError(
+                f"aggregation=kemeny supports at most {KEMENY_MAX_CANDIDATES} candidates per item; "
+                f"{len(big)} item(s) have more (first: {big[0]}); use mean or borda"
             )
     units = build_units(dataset, judge, pool)
     schemas: dict[int, dict[str, Any]] = {}
@@ -193,7 +203,8 @@ def call_misses(
 
 
 def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
-    labels = unit.labels or tuple(labels_for(len(unit.shown)))
+    # Backends that render no prompt (random, embedding) answer by position: A = first shown.
+    labels = unit.labels if unit.labels and prep.backend.needs_messages else tuple(labels_for(len(unit.shown)))
     by_candidate = None
     if parsed.scores is not None:
         by_candidate = {c.id: parsed.scores[lab] for lab, c in zip(labels, unit.shown, strict=True)}
@@ -320,7 +331,7 @@ def run_eval(
         tokens.update({k: v for k, v in r["usage"].items() if isinstance(v, int)})
     manifest = {
         "run_id": out_dir.name,
-        "config": config,
+        "config": redact(config),
         "config_hash": config_hash,
         "dataset": {
             "path": str(data_path),

@@ -24,6 +24,8 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    body: dict[str, Any] | None = None
+    """Sent as the whole JSON body instead of a completion built from the fields above."""
     logprobs: list[dict[str, Any]] | None = None
     """OpenAI-format token log-probabilities ({"token", "logprob", "top_logprobs"}), sent if set."""
 
@@ -66,6 +68,9 @@ class ScriptedOpenAIServer:
                         {"error": {"message": "scripted error", "type": "scripted", "code": reply.status}},
                         reply.headers,
                     )
+                    return
+                if reply.body is not None:
+                    self._send(200, reply.body)
                     return
                 usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
                 if body.get("stream"):

@@ -15,6 +15,11 @@ from dialbgm.request import Request, Response
 from dialbgm.retry import PermanentError, RetryableError, parse_retry_after
 from dialbgm.workspace import Workspace
 
+
+class MalformedReplyError(Exception):
+    """A 200 reply without the fields every chat completion has."""
+
+
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 _litellm_lock = threading.Lock()
 
@@ -174,10 +179,9 @@ class LiteLLMBackend:
         try:
             if request.params.get("stream"):
                 return self._collect_stream(litellm.completion(**kwargs))
-            resp = litellm.completion(**kwargs)
+            return _from_completion(litellm.completion(**kwargs))
         except Exception as e:  # litellm raises many types; classify them once, here
             raise classify(e) from e
-        return _from_completion(resp)
 
     def _collect_stream(self, stream: Any) -> Response:
         parts: list[str] = []
@@ -236,6 +240,8 @@ def _token_logprobs(lp: Any) -> list[dict[str, Any]] | None:
 
 
 def _from_completion(resp: Any) -> Response:
+    if not getattr(resp, "choices", None):
+        raise MalformedReplyError("the reply has no choices")
     choice = resp.choices[0]
     content = choice.message.content or ""
     return Response(

@@ -1,0 +1,132 @@
+"""Regressions for defects found in review: each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dialbgm.cli import app
+from dialbgm.data import load_dataset
+from dialbgm.errors import ConfigError, DataError
+from dialbgm.parse import parse_reply
+from dialbgm.request import Response
+from dialbgm.runner import prepare, run_eval
+from dialbgm.workspace import Workspace
+from tests.support.scripted_server import Reply, ScriptedOpenAIServer
+
+runner = CliRunner()
+
+
+def test_shuffled_labels_do_not_move_scores_of_prompt_free_judges(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
+    plain = run_eval(workspace, "embedding", sample_path, out_dir=tmp_path / "a", limit=12)
+    shuffled = run_eval(
+        workspace, "embedding", sample_path, out_dir=tmp_path / "b", limit=12, overrides={"shuffle_labels": True}
+    )
+    for m in ("hit_at_1", "ndcg", "kendall_tau_b"):
+        assert shuffled.metrics[m] == pytest.approx(plain.metrics[m])
+
+
+def test_kemeny_refuses_large_items_before_any_call(workspace: Workspace, tmp_path: Path) -> None:
+    item = {
+        "id": "big",
+        "dialogue": [{"speaker": "A", "text": "hi"}],
+        "candidates": [{"id": f"c{k}", "caption": f"clip {k}", "rank": k + 1} for k in range(9)],
+    }
+    data = tmp_path / "big.jsonl"
+    data.write_text(json.dumps(item) + "\n")
+    with pytest.raises(ConfigError, match="at most 8 candidates"):
+        prepare(workspace, "random", data, overrides={"orders": 2, "aggregation": "kemeny"})
+
+
+def test_a_reply_without_choices_is_a_transport_error(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}
+    with ScriptedOpenAIServer(lambda b, n: Reply(body=body)) as server:
+        res = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "r",
+            limit=1,
+            overrides={"api_base": server.base_url},
+        )
+    assert res.metrics["failed_by_status"] == {"transport_error": 1}
+    unit = json.loads((tmp_path / "r" / "units.jsonl").read_text())
+    assert "no choices" in unit["error"]
+
+
+def test_empty_reply_cut_at_the_limit_is_truncated() -> None:
+    assert parse_reply(Response("", "length"), ["A", "B"], 1, 10).status == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "weights.relevance=nan"], "finite"),
+        (["--set", "weights.relevance=inf"], "finite"),
+        (["--set", "weights.relevance=1e308", "--set", "weights.consistency=1e308"], "finite sum"),
+        (["--set", "weights.relevance=-1"], "weights.relevance: must be a finite number >= 0"),
+        (["--set", 'orders="random:05"'], "orders: must be"),
+        (["--set", "params=3"], "params: must be a table"),
+    ],
+)
+def test_bad_overrides_exit_2(workspace: Workspace, args: list[str], needle: str) -> None:
+    res = runner.invoke(app, ["render", "-j", "local", "-i", "s001", *args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+
+
+def test_a_dotted_weight_override_keeps_the_other_weights(workspace: Workspace) -> None:
+    path = workspace.judges_dir / "local.toml"
+    text = path.read_text()
+    path.write_text(text[: text.index("[weights]")] + text[text.index("[params]") :])
+    res = runner.invoke(app, ["render", "-j", "local", "-i", "s001", "--set", "weights.relevance=1.5"])
+    assert res.exit_code == 0, res.output
+    # 1.5 against the default 0.3 and 0.2: 75%, 15%, 10%.
+    assert "Contextual relevance (weight 75%)" in res.output
+    assert "Non-intrusiveness (weight 15%)" in res.output and "Consistency (weight 10%)" in res.output
+
+
+def test_long_form_problems_name_the_candidates_own_row_and_bad_cells(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text(
+        "id,dialogue,candidate_id,caption,rank\n"
+        'd1,"A: hi",c1,soft piano,1\n'
+        'd1,"A: hi",c2,loud metal,\n'
+        'd2,"{""a"": 1}",c3,x,1\n'
+        'd2,"{""a"": 1}",c4,y,2\n'
+        'd3,"A: hi",c5,x,1,EXTRA\n'
+    )
+    with pytest.raises(DataError) as e:
+        load_dataset(csv)
+    found = [str(p) for p in e.value.problems]
+    assert any(f.startswith(f"{csv}:3: candidates[1].rank") for f in found), found
+    assert any(f.startswith(f"{csv}:4: dialogue: not a JSON list") for f in found), found
+    assert any(f.startswith(f"{csv}:6: <row>: more cells than the header") for f in found), found
+
+
+def test_secrets_in_params_or_urls_are_never_recorded(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    with ScriptedOpenAIServer() as server:
+        url = server.base_url.replace("http://", "http://user:pa55word@")
+        over = {"api_base": url, "params.extra_headers": {"X-Api-Key": "sk-in-params-999"}}
+        run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=1, overrides=over)
+        assert server.headers[0]["x-api-key"] == "sk-in-params-999"  # sent as asked
+    for folder in (tmp_path / "r", workspace.cache_dir):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                data = f.read_bytes()
+                assert b"sk-in-params-999" not in data and b"pa55word" not in data, f
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["config"]["judge"]["params"]["extra_headers"]["X-Api-Key"] == "<redacted>"
+    assert "<redacted>@127.0.0.1" in manifest["config"]["judge"]["api_base"]
+
+
+def test_one_broken_judge_file_does_not_hide_the_others(workspace: Workspace) -> None:
+    (workspace.judges_dir / "broken.toml").write_text('provider = "random"\nmode = "sideways"\n')
+    res = runner.invoke(app, ["judges"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0
+    assert "broken" in res.output and "invalid" in res.output and "gpt-4o" in res.output
