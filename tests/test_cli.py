@@ -22,7 +22,14 @@ def test_eval_prints_metrics_and_writes_the_run(workspace: Workspace, tmp_path: 
     assert res.exit_code == 0, res.output
     for word in ("Hit@1", "Kendall tau-b", "95% CI", "failed items: 0"):
         assert word in res.output
-    assert sorted(p.name for p in out.iterdir()) == ["items.jsonl", "manifest.json", "metrics.json", "units.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "items.jsonl",
+        "journal.jsonl",
+        "manifest.json",
+        "metrics.json",
+        "plan.json",
+        "units.jsonl",
+    ]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("hit_at_1", "mrr", "ndcg", "kendall_tau_b"):
         assert isinstance(metrics[key], float)

@@ -52,6 +52,15 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the run's files into this folder.")] = None,
     set_: SetOpt = None,
     force: Annotated[bool, typer.Option(help="Replace the files of a run already in --out.")] = False,
+    resume: Annotated[
+        Path | None, typer.Option(help="Finish an interrupted run (its folder): only the missing calls are made.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="With --resume: call again the units that ended transport_error.")
+    ] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Calls in flight at once (overrides the provider).")] = None,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute (overrides the provider).")] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens per minute (overrides the provider).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -64,7 +73,7 @@ def eval_cmd(
     try:
         ws = _workspace()
         data_path = data or ws.sample_data
-        overrides = parse_overrides(set_ or [])
+        overrides = parse_overrides(set_) if set_ else None
         with _progress(quiet) as progress:
             result = run_eval(
                 ws,
@@ -72,14 +81,24 @@ def eval_cmd(
                 data_path,
                 out_dir=out,
                 limit=limit,
-                overrides=overrides,
+                overrides=overrides if overrides is not None or resume else (overrides or {}),
                 force=force,
                 use_cache=not no_cache,
                 progress=progress,
+                provider_overrides={"concurrency": concurrency, "rpm": rpm, "tpm": tpm},
+                resume=resume,
+                retry_failed=retry_failed,
             )
     except DialbgmError as e:
         _fail(e)
         return
+    except KeyboardInterrupt:
+        typer.secho(
+            "\ninterrupted: every finished call is recorded; finish with  dialbgm eval --resume <run folder>",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(130) from None
     print_run(result.manifest, result.metrics, str(result.out_dir))
 
 
@@ -95,21 +114,26 @@ class _progress:
         if self.quiet:
             return None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task("judging", total=None)
+        self._task = self._bar.add_task("judging", total=None, detail="")
 
-        def update(done: int, total: int) -> None:
-            self._bar.update(self._task, completed=done, total=total)
+        def update(p: Any) -> None:
+            detail = (
+                f"cached {p.cached} · resumed {p.resumed} · in flight {p.in_flight} · retrying {p.retrying} · "
+                f"failed {p.failed} · {p.rate:.1f} calls/s"
+            )
+            self._bar.update(self._task, completed=p.done, total=p.total, detail=detail)
 
         return update
 

@@ -50,6 +50,10 @@ class ProviderConfig:
     api_key_env: str | None = None
     api_key_required: bool = True
     concurrency: int = 4
+    rpm: float | None = None
+    """Requests per minute allowed by the provider (None: no limit)."""
+    tpm: float | None = None
+    """Tokens per minute allowed by the provider (None: no limit); requests are estimated."""
     timeout: float = 120.0
     max_attempts: int = 5
     max_retry_seconds: float = 300.0

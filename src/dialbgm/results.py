@@ -17,7 +17,7 @@ from typing import Any
 
 from dialbgm.errors import ResultsError
 
-RESULT_FILES = ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json")
+RESULT_FILES = ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json", "plan.json", "journal.jsonl")
 
 
 def utc_now() -> str:
@@ -30,10 +30,12 @@ def prepare_out_dir(out: Path, force: bool) -> None:
     existing = [f for f in RESULT_FILES if (out / f).exists()]
     if existing and not force:
         raise ResultsError(
-            f"--out {out}: already holds a run ({', '.join(existing)}); choose another folder "
-            "or pass --force to replace it"
+            f"--out {out}: already holds a run ({', '.join(existing)}); choose another folder, "
+            "pass --force to replace it, or --resume it"
         )
     out.mkdir(parents=True, exist_ok=True)
+    for f in existing:  # --force: the old run's journal must not leak into the new one
+        (out / f).unlink()
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -14,9 +14,14 @@ T = TypeVar("T")
 class RetryableError(Exception):
     """A transient failure (429, 5xx, connection, timeout); may carry the server's Retry-After."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429
 
 
 class PermanentError(Exception):
@@ -39,15 +44,13 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def call_with_retries(
-    fn: Callable[[], T],
-    *,
+def _policy(
     max_attempts: int,
     max_seconds: float,
-    base_delay: float = 0.5,
-    max_delay: float = 30.0,
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
+    base_delay: float,
+    max_delay: float,
+    on_retry: Callable[[int, BaseException, float], None] | None,
+) -> dict[str, Any]:
     import tenacity
 
     jitter = tenacity.wait_random_exponential(multiplier=base_delay, max=max_delay)
@@ -60,17 +63,48 @@ def call_with_retries(
         return delay
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry and state.outcome:
+        if on_retry and state.outcome and state.next_action:
             exc = state.outcome.exception()
             if exc is not None:
-                on_retry(state.attempt_number, exc)
+                on_retry(state.attempt_number, exc, float(state.next_action.sleep))
 
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max_attempts) | tenacity.stop_after_delay(max_seconds),
-        wait=wait,
-        retry=tenacity.retry_if_exception_type(RetryableError),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    return {
+        "stop": tenacity.stop_after_attempt(max_attempts) | tenacity.stop_after_delay(max_seconds),
+        "wait": wait,
+        "retry": tenacity.retry_if_exception_type(RetryableError),
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    max_attempts: int,
+    max_seconds: float,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> T:
+    import tenacity
+
+    retrying = tenacity.Retrying(**_policy(max_attempts, max_seconds, base_delay, max_delay, on_retry))
     result: Any = retrying(fn)
+    return result  # type: ignore[no-any-return]
+
+
+async def acall_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    max_attempts: int,
+    max_seconds: float,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> T:
+    """The same policy for coroutines (tenacity's AsyncRetrying sleeps without blocking the loop)."""
+    import tenacity
+
+    retrying = tenacity.AsyncRetrying(**_policy(max_attempts, max_seconds, base_delay, max_delay, on_retry))
+    result: Any = await retrying(fn)
     return result  # type: ignore[no-any-return]

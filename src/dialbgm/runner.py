@@ -7,10 +7,9 @@ is not cached, so a cached re-run needs no key).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,13 @@ from dialbgm.backends import Backend, make_backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
 from dialbgm.data import Dataset, Item, load_dataset
-from dialbgm.errors import ConfigError
+from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
+from dialbgm.errors import ConfigError, ResultsError
+from dialbgm.journal import JournalWriter, read_journal, read_plan, write_plan
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, load_pool
 from dialbgm.prompts import PromptSet, labels_for
-from dialbgm.redact import redact
+from dialbgm.redact import REDACTED, redact
 from dialbgm.request import Request, Response
 from dialbgm.results import (
     git_state,
@@ -33,7 +34,6 @@ from dialbgm.results import (
     write_json,
     write_jsonl,
 )
-from dialbgm.retry import PermanentError, RetryableError, call_with_retries
 from dialbgm.scoring import run_metrics, score_items
 from dialbgm.workspace import Workspace
 
@@ -53,23 +53,11 @@ class Prepared:
 
 
 @dataclass
-class UnitOutcome:
-    response: Response | None
-    cache_hit: bool
-    latency_s: float | None
-    error: str | None = None
-    attempts: int = 0
-
-
-@dataclass
 class RunResult:
     out_dir: Path
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     units: list[dict[str, Any]] = field(default_factory=list)
-
-
-ProgressFn = Callable[[int, int], None]
 
 
 def prepare(
@@ -79,9 +67,12 @@ def prepare(
     *,
     limit: int | None = None,
     overrides: dict[str, Any] | None = None,
+    provider_overrides: dict[str, Any] | None = None,
 ) -> Prepared:
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
+    if provider_overrides:
+        provider = _override_provider(provider, provider_overrides)
     dataset = load_dataset(data_path).limited(limit)
     backend = make_backend(judge, provider, ws)
     prompts = PromptSet(ws.prompts_dir / judge.template) if backend.needs_messages else None
@@ -148,58 +139,6 @@ def check_can_call(prep: Prepared, misses: list[int]) -> None:
     """Fail before any call when a call is needed and its key is missing."""
     if misses and getattr(prep.backend, "needs_key", False):
         require_key(prep.judge, prep.provider)
-
-
-def call_misses(
-    prep: Prepared,
-    cache: ResponseCache | None,
-    outcomes: list[UnitOutcome | None],
-    misses: list[int],
-    *,
-    progress: ProgressFn | None = None,
-) -> list[UnitOutcome]:
-    """Call the backend for every miss (with retries); store only successful replies."""
-    n = len(prep.requests)
-    done = n - len(misses)
-    store = cache is not None and prep.backend.cacheable
-    if progress:
-        progress(done, n)
-
-    def work(i: int) -> UnitOutcome:
-        req = prep.requests[i]
-        attempts = 0
-
-        def attempt() -> Response:
-            nonlocal attempts
-            attempts += 1
-            return prep.backend.complete(req)
-
-        t0 = time.perf_counter()
-        try:
-            resp = call_with_retries(
-                attempt,
-                max_attempts=prep.provider.max_attempts,
-                max_seconds=prep.provider.max_retry_seconds,
-            )
-        except (RetryableError, PermanentError) as e:
-            return UnitOutcome(None, False, time.perf_counter() - t0, str(e), attempts)
-        latency = time.perf_counter() - t0
-        if store and cache is not None:
-            cache.put(req, resp)
-        return UnitOutcome(resp, False, latency, None, attempts)
-
-    try:
-        if misses:
-            workers = max(1, min(prep.provider.concurrency, len(misses)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for i, outcome in zip(misses, pool.map(work, misses), strict=True):
-                    outcomes[i] = outcome
-                    done += 1
-                    if progress:
-                        progress(done, n)
-    finally:
-        prep.backend.close()
-    return [o for o in outcomes if o is not None]
 
 
 def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
@@ -285,6 +224,48 @@ def _with_expectations(
     return replace(parsed, scores=exp.scores), {"sampled_scores": parsed.scores, "logprob_fallbacks": exp.fallbacks}
 
 
+def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> ProviderConfig:
+    """--concurrency / --rpm / --tpm for this run."""
+    changes: dict[str, Any] = {}
+    for key, value in over.items():
+        if value is None:
+            continue
+        if key == "concurrency" and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"--concurrency must be a whole number >= 1, got {value!r}")
+        if key in ("rpm", "tpm") and (not isinstance(value, int | float) or value <= 0):
+            raise ConfigError(f"--{key} must be a number > 0, got {value!r}")
+        if key not in ("concurrency", "rpm", "tpm"):
+            raise ConfigError(f"unknown provider override {key!r}")
+        changes[key] = float(value) if key in ("rpm", "tpm") else value
+    return replace(provider, **changes)
+
+
+def run_config(prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """What defines a run's results: a resumed run must have exactly this again."""
+    return {
+        "judge": prep.judge.to_dict(),
+        "provider": _provider_record(prep.provider),
+        "data": {"path": str(data_path), "sha256": prep.dataset.sha256, "limit": limit},
+        "template_sha256": prep.prompts.sha256 if prep.prompts else None,
+        "overrides": overrides or {},
+        "parser_version": PARSER_VERSION,
+    }
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def run_eval(
     ws: Workspace,
     judge_name: str,
@@ -296,36 +277,140 @@ def run_eval(
     force: bool = False,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
+    provider_overrides: dict[str, Any] | None = None,
+    resume: Path | None = None,
+    retry_failed: bool = False,
 ) -> RunResult:
+    """Evaluate one judge on one data file; or, with ``resume``, finish an interrupted run."""
     started = utc_now()
     t0 = time.perf_counter()
-    prep = prepare(ws, judge_name, data_path, limit=limit, overrides=overrides)
-    config = {
-        "judge": prep.judge.to_dict(),
-        "provider": _provider_record(prep.provider),
-        "data": {"path": str(data_path), "sha256": prep.dataset.sha256, "limit": limit},
-        "overrides": overrides or {},
-        "parser_version": PARSER_VERSION,
-    }
+    stored_plan: dict[str, Any] | None = None
+    if resume is not None:
+        if not (resume / "plan.json").exists():
+            raise ResultsError(f"--resume {resume}: no plan.json there (not a dialbgm run folder)")
+        stored_plan = read_plan(resume)
+        args = stored_plan["args"]
+        judge_name, data_path, limit = args["judge"], Path(args["data"]), args["limit"]
+        if overrides is None and REDACTED in json.dumps(args["overrides"]):
+            raise ConfigError(
+                f"--resume {resume}: this run's --set values held secrets, which are never recorded; "
+                "pass the same --set options again together with --resume"
+            )
+        overrides = args["overrides"] if overrides is None else overrides
+        provider_overrides = provider_overrides or args.get("provider_overrides")
+        out_dir = resume
+    elif retry_failed:
+        raise ConfigError("--retry-failed re-attempts the failed calls of a run: use it with --resume RUN")
+    prep = prepare(ws, judge_name, data_path, limit=limit, overrides=overrides, provider_overrides=provider_overrides)
+    config = run_config(prep, data_path, limit, overrides)
     config_hash = stable_hash(config)
+    if stored_plan is not None and stored_plan["config_hash"] != config_hash:
+        changed = "\n  ".join(config_changes(stored_plan["config"], redact(config))[:20])
+        raise ConfigError(
+            f"--resume {resume}: the configuration changed since the run started, so its results would mix "
+            f"two setups; start a new run instead. Changed:\n  {changed or '(secret values)'}"
+        )
     if out_dir is None:
         stamp = started.replace(":", "").replace("-", "")[:15]
         out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"
+
+    journaled = read_journal(out_dir) if resume is not None else {}
+    if retry_failed:
+        journaled = {u: r for u, r in journaled.items() if r.get("response") is not None}
     cache = ResponseCache(ws.cache_dir) if use_cache else None
+    journal: JournalWriter | None = None
     try:
-        partial, misses = lookup(prep, cache)
+        outcomes, misses = lookup(prep, cache)
+        resumed = 0
+        for i, unit in enumerate(prep.units):
+            rec = journaled.get(unit.unit_id)
+            if outcomes[i] is None and rec is not None and rec.get("cache_key") == prep.requests[i].cache_key():
+                outcomes[i] = UnitOutcome.from_record(rec)
+                resumed += 1
+        misses = [i for i in misses if outcomes[i] is None]
         check_can_call(prep, misses)
-        prepare_out_dir(out_dir, force)
-        outcomes = call_misses(prep, cache, partial, misses, progress=progress)
+        if resume is None:
+            prepare_out_dir(out_dir, force)
+            write_plan(
+                out_dir,
+                {
+                    "args": {
+                        "judge": judge_name,
+                        "data": str(data_path),
+                        "limit": limit,
+                        "overrides": redact(overrides or {}),
+                        "provider_overrides": provider_overrides or {},
+                    },
+                    "config": redact(config),
+                    "config_hash": config_hash,
+                    "units": [
+                        {"unit_id": u.unit_id, "cache_key": r.cache_key()}
+                        for u, r in zip(prep.units, prep.requests, strict=True)
+                    ],
+                },
+            )
+        journal = JournalWriter(out_dir)
+        state = Progress(
+            total=len(prep.units),
+            done=len(prep.units) - len(misses),
+            cached=sum(1 for o in outcomes if o is not None and o.cache_hit),
+            resumed=resumed,
+        )
+        if progress:
+            progress(state)
+        called = run_calls(
+            prep.backend,
+            prep.provider,
+            ((i, prep.units[i].unit_id, prep.requests[i]) for i in misses),
+            len(misses),
+            cache=cache,
+            journal=journal,
+            progress=state,
+            on_progress=progress,
+        )
+        for i, outcome in called.items():
+            outcomes[i] = outcome
     finally:
+        prep.backend.close()
+        if journal is not None:
+            journal.close()
         if cache is not None:
             cache.close()
+    final = [o for o in outcomes if o is not None]
+    if len(final) != len(prep.units):  # every unit ends with an outcome, or the run must not report
+        raise ResultsError(f"internal error: {len(prep.units) - len(final)} unit(s) have no outcome")
+    return _finish(
+        ws,
+        prep,
+        config,
+        config_hash,
+        final,
+        out_dir,
+        data_path,
+        started,
+        t0,
+        {"resumed_units": resumed, "called_now": len(called)},
+    )
+
+
+def _finish(
+    ws: Workspace,
+    prep: Prepared,
+    config: dict[str, Any],
+    config_hash: str,
+    outcomes: list[UnitOutcome],
+    out_dir: Path,
+    data_path: Path,
+    started: str,
+    t0: float,
+    extra_counts: dict[str, int],
+) -> RunResult:
     unit_rows = parse_outcomes(prep, outcomes)
     items = score_items(prep.dataset, unit_rows, prep.judge)
     metrics = run_metrics(items, prep.dataset, prep.judge, unit_rows)
     status_counts = Counter(r["status"] for r in unit_rows)
     hits = sum(1 for o in outcomes if o.cache_hit)
-    calls = sum(1 for o in outcomes if not o.cache_hit)
+    calls = extra_counts["called_now"]
     tokens: Counter[str] = Counter()
     for r in unit_rows:
         tokens.update({k: v for k, v in r["usage"].items() if isinstance(v, int)})
@@ -352,6 +437,7 @@ def run_eval(
             "cache_hits": hits,
             "provider_calls": calls if prep.backend.cacheable else 0,
             "computed_locally": 0 if prep.backend.cacheable else calls,
+            "resumed_from_journal": extra_counts["resumed_units"],
             "items_ok": metrics["n_items"],
             "items_failed": metrics["n_failed"],
         },

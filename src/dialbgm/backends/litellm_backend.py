@@ -157,9 +157,7 @@ class LiteLLMBackend:
             url: str | None = self._server.base_url
             return url
 
-    def complete(self, request: Request) -> Response:
-        litellm = import_litellm()
-        api_base = self._base_url()
+    def _kwargs(self, request: Request, api_base: str | None) -> dict[str, Any]:
         key = self.provider.api_key()
         if key is None and self.provider.route == "openai":
             # Self-hosted servers need no key, but the OpenAI client refuses to send without one.
@@ -176,39 +174,69 @@ class LiteLLMBackend:
             kwargs["api_base"] = api_base
         if key:
             kwargs["api_key"] = key
+        return kwargs
+
+    def complete(self, request: Request) -> Response:
+        litellm = import_litellm()
+        kwargs = self._kwargs(request, self._base_url())
         try:
             if request.params.get("stream"):
-                return self._collect_stream(litellm.completion(**kwargs))
+                acc = _StreamAccumulator()
+                for chunk in litellm.completion(**kwargs):
+                    acc.add(chunk)
+                return acc.response()
             return _from_completion(litellm.completion(**kwargs))
         except Exception as e:  # litellm raises many types; classify them once, here
             raise classify(e) from e
 
-    def _collect_stream(self, stream: Any) -> Response:
-        parts: list[str] = []
-        finish: str | None = None
-        model: str | None = None
-        usage: dict[str, int] = {}
-        logprobs: list[dict[str, Any]] = []
+    async def acomplete(self, request: Request) -> Response:
+        """The same call on litellm's async client, so one process keeps many requests in flight."""
+        import asyncio
+
+        litellm = await asyncio.to_thread(import_litellm)
+        # Starting the local server blocks for seconds: do it off the event loop.
+        api_base = await asyncio.to_thread(self._base_url)
+        kwargs = self._kwargs(request, api_base)
         try:
-            for chunk in stream:
-                model = getattr(chunk, "model", None) or model
-                for choice in getattr(chunk, "choices", None) or []:
-                    delta = getattr(choice, "delta", None)
-                    if delta is not None and getattr(delta, "content", None):
-                        parts.append(delta.content)
-                    finish = getattr(choice, "finish_reason", None) or finish
-                    logprobs.extend(_token_logprobs(getattr(choice, "logprobs", None)) or [])
-                u = getattr(chunk, "usage", None)
-                if u:
-                    usage = _usage(u)
+            if request.params.get("stream"):
+                acc = _StreamAccumulator()
+                async for chunk in await litellm.acompletion(**kwargs):
+                    acc.add(chunk)
+                return acc.response()
+            return _from_completion(await litellm.acompletion(**kwargs))
         except Exception as e:
             raise classify(e) from e
-        return Response("".join(parts), finish, model, usage, logprobs or None)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+class _StreamAccumulator:
+    """Joins a streamed reply (content, finish reason, usage, log-probabilities) into one Response."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish: str | None = None
+        self.model: str | None = None
+        self.usage: dict[str, int] = {}
+        self.logprobs: list[dict[str, Any]] = []
+
+    def add(self, chunk: Any) -> None:
+        self.model = getattr(chunk, "model", None) or self.model
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = getattr(choice, "delta", None)
+            if delta is not None and getattr(delta, "content", None):
+                self.parts.append(delta.content)
+            self.finish = getattr(choice, "finish_reason", None) or self.finish
+            self.logprobs.extend(_token_logprobs(getattr(choice, "logprobs", None)) or [])
+        u = getattr(chunk, "usage", None)
+        if u:
+            self.usage = _usage(u)
+
+    def response(self) -> Response:
+        return Response("".join(self.parts), self.finish, self.model, self.usage, self.logprobs or None)
 
 
 def _usage(u: Any) -> dict[str, int]:
@@ -282,7 +310,7 @@ def classify(e: Exception) -> Exception:
     )
     if isinstance(status, int):
         if status in _RETRYABLE_STATUS or status >= 500:
-            return RetryableError(message, retry_after)
+            return RetryableError(message, retry_after, status)
         return PermanentError(message)
     if any(t in name for t in transient_names) or isinstance(e, ConnectionError | TimeoutError):
         return RetryableError(message, retry_after)

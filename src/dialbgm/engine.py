@@ -1,0 +1,168 @@
+"""Make the calls of a run concurrently, within the provider's limits, recording each as it ends.
+
+asyncio workers pull units from one queue (memory stays bounded however long the plan), each
+call waits for the provider's concurrency slot and its request/token budgets, failures go
+through the one retry layer, a 429 pauses the provider, and every finished call is stored in the
+cache (successes only) and appended to the run's journal before the next is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dialbgm.backends import Backend
+from dialbgm.cache import ResponseCache
+from dialbgm.config import ProviderConfig
+from dialbgm.journal import JournalWriter
+from dialbgm.ratelimit import RateLimiter
+from dialbgm.request import Request, Response
+from dialbgm.retry import PermanentError, RetryableError, acall_with_retries
+
+
+@dataclass
+class UnitOutcome:
+    response: Response | None
+    cache_hit: bool
+    latency_s: float | None
+    error: str | None = None
+    attempts: int = 0
+
+    def to_record(self, unit_id: str, cache_key: str) -> dict[str, Any]:
+        return {
+            "unit_id": unit_id,
+            "cache_key": cache_key,
+            "response": self.response.to_dict() if self.response else None,
+            "latency_s": self.latency_s,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> UnitOutcome:
+        resp = Response.from_dict(rec["response"]) if rec.get("response") else None
+        return cls(resp, False, rec.get("latency_s"), rec.get("error"), int(rec.get("attempts") or 0))
+
+
+@dataclass
+class Progress:
+    """Live counters for the progress bar (read from the event loop's thread only)."""
+
+    total: int
+    done: int = 0
+    cached: int = 0
+    resumed: int = 0
+    in_flight: int = 0
+    retrying: int = 0
+    failed: int = 0
+    calls: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        dt = time.monotonic() - self.started
+        return self.calls / dt if dt > 0 else 0.0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def estimate_tokens(request: Request) -> int:
+    """Rough prompt + completion tokens of a request, for the tokens-per-minute budget only."""
+    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+    limit = request.params.get("max_tokens") or request.params.get("max_completion_tokens") or 0
+    return chars // 4 + (int(limit) if isinstance(limit, int) else 0)
+
+
+async def _attempt(backend: Backend, request: Request) -> Response:
+    acomplete = getattr(backend, "acomplete", None)
+    if acomplete is not None:
+        resp: Response = await acomplete(request)
+        return resp
+    return await asyncio.to_thread(backend.complete, request)
+
+
+async def _call_one(
+    backend: Backend, provider: ProviderConfig, limiter: RateLimiter, request: Request, progress: Progress
+) -> UnitOutcome:
+    attempts = 0
+    tokens = estimate_tokens(request)
+
+    async def attempt() -> Response:
+        nonlocal attempts
+        if attempts:
+            progress.retrying -= 1  # the backoff sleep is over
+        await limiter.acquire(tokens)
+        attempts += 1
+        progress.in_flight += 1
+        try:
+            return await _attempt(backend, request)
+        finally:
+            progress.in_flight -= 1
+
+    def on_retry(n: int, exc: BaseException, sleep_s: float) -> None:
+        progress.retrying += 1
+        if isinstance(exc, RetryableError) and exc.rate_limited:
+            limiter.pause(sleep_s)
+
+    t0 = time.perf_counter()
+    try:
+        resp = await acall_with_retries(
+            attempt, max_attempts=provider.max_attempts, max_seconds=provider.max_retry_seconds, on_retry=on_retry
+        )
+        return UnitOutcome(resp, False, time.perf_counter() - t0, None, attempts)
+    except (RetryableError, PermanentError) as e:
+        return UnitOutcome(None, False, time.perf_counter() - t0, str(e), attempts)
+
+
+def run_calls(
+    backend: Backend,
+    provider: ProviderConfig,
+    work: Iterable[tuple[int, str, Request]],
+    n_work: int,
+    *,
+    cache: ResponseCache | None,
+    journal: JournalWriter | None,
+    progress: Progress,
+    on_progress: ProgressFn | None = None,
+) -> dict[int, UnitOutcome]:
+    """Call every (index, unit id, request) in ``work``; returns index → outcome."""
+    return asyncio.run(_run(backend, provider, work, n_work, cache, journal, progress, on_progress))
+
+
+async def _run(
+    backend: Backend,
+    provider: ProviderConfig,
+    work: Iterable[tuple[int, str, Request]],
+    n_work: int,
+    cache: ResponseCache | None,
+    journal: JournalWriter | None,
+    progress: Progress,
+    on_progress: ProgressFn | None,
+) -> dict[int, UnitOutcome]:
+    limiter = RateLimiter(provider.rpm, provider.tpm)
+    results: dict[int, UnitOutcome] = {}
+    queue = iter(work)
+    store = cache is not None and backend.cacheable
+
+    async def worker() -> None:
+        for i, unit_id, request in queue:  # a shared iterator: each unit is taken exactly once
+            outcome = await _call_one(backend, provider, limiter, request, progress)
+            if outcome.response is not None and store and cache is not None:
+                cache.put(request, outcome.response)
+            if journal is not None:
+                journal.append(outcome.to_record(unit_id, request.cache_key()))
+            results[i] = outcome
+            progress.calls += 1
+            progress.done += 1
+            if outcome.response is None:
+                progress.failed += 1
+            if on_progress:
+                on_progress(progress)
+
+    n_workers = max(1, min(provider.concurrency, n_work))
+    await asyncio.gather(*(worker() for _ in range(n_workers)))
+    return results
