@@ -22,6 +22,19 @@ class CacheStats:
     directory: str
     entries: int
     size_bytes: int
+    hits: int
+    misses: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+
+@dataclass
+class VerifyReport:
+    entries: int
+    problems: list[str]
 
 
 class ResponseCache:
@@ -32,6 +45,8 @@ class ResponseCache:
         self.directory = directory
         # The default 'least-recently-stored' eviction would silently drop paid answers at 1 GB.
         self._cache = diskcache.Cache(str(directory), size_limit=2**62, eviction_policy="none")
+        # Hit and miss counts persist in the cache's own settings table, across runs and processes.
+        self._cache.stats(enable=True)
 
     def get(self, request: Request) -> Response | None:
         blob = self._cache.get(request.cache_key())
@@ -54,7 +69,46 @@ class ResponseCache:
         self._cache.set(request.cache_key(), json.dumps(entry, ensure_ascii=False))
 
     def stats(self) -> CacheStats:
-        return CacheStats(str(self.directory), len(self._cache), int(self._cache.volume()))
+        hits, misses = self._cache.stats()
+        return CacheStats(str(self.directory), len(self._cache), int(self._cache.volume()), hits, misses)
+
+    def verify(self) -> VerifyReport:
+        """Check SQLite and file consistency (diskcache's own check) and that every entry decodes."""
+        import warnings
+
+        problems: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._cache.check(fix=False)
+        problems += [f"storage: {w.message}" for w in caught]
+        n = 0
+        for key in self._cache.iterkeys():
+            n += 1
+            try:
+                entry = json.loads(self._cache.get(key))
+                if entry.get("schema") != CACHE_SCHEMA_VERSION:
+                    problems.append(f"{key}: schema {entry.get('schema')!r}, expected {CACHE_SCHEMA_VERSION}")
+                    continue
+                Response.from_dict(entry["response"])
+                if not isinstance(entry["response"]["text"], str):
+                    problems.append(f"{key}: response text is not a string")
+            except (TypeError, ValueError, KeyError) as e:
+                problems.append(f"{key}: unreadable entry ({type(e).__name__}: {e})")
+        return VerifyReport(n, problems)
+
+    def prune(self, older_than_s: float) -> int:
+        """Delete entries stored more than ``older_than_s`` seconds ago; returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for key in list(self._cache.iterkeys()):
+            blob = self._cache.get(key)
+            try:
+                stored = float(json.loads(blob)["stored_at"]) if blob is not None else None
+            except (TypeError, ValueError, KeyError):
+                stored = None
+            if stored is not None and stored < cutoff and self._cache.delete(key):
+                removed += 1
+        return removed
 
     def clear(self) -> int:
         return int(self._cache.clear())

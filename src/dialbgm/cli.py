@@ -263,7 +263,53 @@ def cache_stats() -> None:
     c = ResponseCache(ws.cache_dir)
     s = c.stats()
     c.close()
-    typer.echo(f"{s.directory}: {s.entries} entries, {s.size_bytes / 1e6:.2f} MB")
+    rate = "n/a" if s.hit_rate is None else f"{s.hit_rate:.1%}"
+    typer.echo(
+        f"{s.directory}: {s.entries} entries, {s.size_bytes / 1e6:.2f} MB; "
+        f"lookups since creation: {s.hits} hits, {s.misses} misses (hit rate {rate})"
+    )
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Check the cache's storage and that every entry decodes (exit 1 if anything is wrong)."""
+    from dialbgm.cache import ResponseCache
+
+    ws = _workspace()
+    c = ResponseCache(ws.cache_dir)
+    report = c.verify()
+    c.close()
+    for p in report.problems[:50]:
+        typer.echo(p, err=True)
+    typer.echo(f"{ws.cache_dir}: {report.entries} entries, {len(report.problems)} problems")
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age to delete from, e.g. 30d, 12h, 90m (paid answers are lost).")
+    ],
+) -> None:
+    """Delete entries stored longer ago than --older-than."""
+    from dialbgm.cache import ResponseCache
+
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    value, unit = older_than[:-1], older_than[-1:]
+    try:
+        seconds = float(value) * units[unit]
+        if seconds < 0:
+            raise ValueError
+    except (KeyError, ValueError):
+        typer.secho(f"error: --older-than {older_than!r}: use a number with d, h, m or s (e.g. 30d)", err=True)
+        raise typer.Exit(2) from None
+    ws = _workspace()
+    c = ResponseCache(ws.cache_dir)
+    removed = c.prune(seconds)
+    left = c.stats().entries
+    c.close()
+    typer.echo(f"removed {removed} entries older than {older_than}; {left} left")
 
 
 @cache_app.command("clear")

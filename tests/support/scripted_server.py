@@ -9,7 +9,10 @@ on demand (429 with Retry-After, 5xx) are faults a hosted provider causes and we
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +27,10 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    fault: str | None = None
+    """A transport fault instead of a reply: "reset" (close the socket unanswered), "stall"
+    (answer only after ``stall_s``), "truncate" (promise more body than is sent), "invalid_json"."""
+    stall_s: float = 0.0
     body: dict[str, Any] | None = None
     """Sent as the whole JSON body instead of a completion built from the fields above."""
     logprobs: list[dict[str, Any]] | None = None
@@ -38,8 +45,9 @@ def _default_script(body: dict[str, Any], n: int) -> Reply:
 
 
 class ScriptedOpenAIServer:
-    def __init__(self, script: Script = _default_script) -> None:
+    def __init__(self, script: Script = _default_script, delay_s: float = 0.0) -> None:
         self.script = script
+        self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -62,6 +70,10 @@ class ScriptedOpenAIServer:
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                     n = len(outer.requests)
                 reply = outer.script(body, n)
+                if outer.delay_s:
+                    time.sleep(outer.delay_s)
+                if reply.fault is not None and self._fault(reply):
+                    return
                 if reply.status != 200:
                     self._send(
                         reply.status,
@@ -94,6 +106,35 @@ class ScriptedOpenAIServer:
                         "usage": usage,
                     },
                 )
+
+            def _fault(self, reply: Reply) -> bool:
+                if reply.fault == "reset":
+                    # SO_LINGER 0: the close sends a TCP RST, as a crashed upstream does.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return True
+                if reply.fault == "stall":
+                    time.sleep(reply.stall_s)
+                    return False
+                if reply.fault == "truncate":
+                    data = b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "mess'
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data) + 200))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return True
+                if reply.fault == "invalid_json":
+                    data = b"<html>502 Bad Gateway</html> {not json"
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return True
+                raise ValueError(f"unknown fault {reply.fault!r}")
 
             def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(obj).encode()
