@@ -44,6 +44,11 @@ def _default_script(body: dict[str, Any], n: int) -> Reply:
     return Reply()
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections when 64 clients connect at once.
+    request_queue_size = 512
+
+
 class ScriptedOpenAIServer:
     def __init__(self, script: Script = _default_script, delay_s: float = 0.0) -> None:
         self.script = script
@@ -58,6 +63,11 @@ class ScriptedOpenAIServer:
 
             def log_message(self, *args: object) -> None:
                 return
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes; without this, Nagle + delayed ACK stall them.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self) -> None:
                 self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
@@ -173,7 +183,7 @@ class ScriptedOpenAIServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,171 @@
+"""Engine benchmarks, side by side in one run (issue: fast and unbreakable).
+
+    .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000]
+
+1. Throughput against the loopback server with 200 ms added latency at concurrency 64: dialbgm
+   (litellm async path, cache writes, journal) against a bare httpx async client sending the
+   same requests at the same concurrency. The ratio is the figure.
+2. Per-call CPU time of dialbgm on a cache miss (zero-latency server in its own process) and on a
+   cache hit.
+3. Peak memory of a 50,000-unit run (zero-latency server), and its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_spine import generate  # noqa: E402
+
+
+def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.serve", "--delay", str(delay)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def workspace(tmp: Path) -> dict[str, str]:
+    for name in ("judges", "providers", "prompts"):
+        shutil.copytree(ROOT / name, tmp / name, dirs_exist_ok=True)
+    return {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+
+
+def run_child(code: str, env: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+EVAL = """
+import json, resource, sys, time
+from pathlib import Path
+from dialbgm.runner import run_eval, prepare
+from dialbgm.workspace import find_workspace
+ws = find_workspace()
+over = {{"api_base": {url!r}}}
+t0, c0 = time.perf_counter(), time.process_time()
+r = run_eval(ws, "openai-compatible", Path({data!r}), out_dir=Path({out!r}), overrides=over,
+             provider_overrides={{"concurrency": {conc}}}, use_cache={use_cache}, force=True)
+print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "calls": r.manifest["counts"]["provider_calls"], "hits": r.manifest["counts"]["cache_hits"],
+                  "ok": r.manifest["counts"]["by_status"].get("ok", 0),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+BARE = """
+import asyncio, json, time
+import httpx
+from pathlib import Path
+from dialbgm.runner import prepare
+from dialbgm.workspace import find_workspace
+prep = prepare(find_workspace(), "openai-compatible", Path({data!r}), overrides={{"api_base": {url!r}}})
+bodies = [{{"model": r.model.split("/", 1)[1], "messages": r.messages, **{{k: v for k, v in r.params.items()}}}}
+          for r in prep.requests]
+async def main():
+    sem = asyncio.Semaphore({conc})
+    limits = httpx.Limits(max_connections={conc}, max_keepalive_connections={conc})
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        async def one(b):
+            async with sem:
+                r = await client.post({url!r} + "/chat/completions", json=b)
+                r.raise_for_status()
+                return r.json()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(b) for b in bodies))
+        return time.perf_counter() - t0
+print(json.dumps({{"wall": asyncio.run(main())}}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=640)
+    ap.add_argument("--big", type=int, default=50000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dialbgm-engine-"))
+    env = workspace(tmp)
+    rows: list[tuple[str, str]] = []
+
+    # 1. Throughput at 200 ms latency, concurrency 64.
+    data = tmp / "thr.jsonl"
+    generate(data, args.calls, seed=1)
+    server, url = start_server(0.2)
+    try:
+        bare = run_child(BARE.format(data=str(data), url=url, conc=64), env)
+        ours = run_child(EVAL.format(data=str(data), url=url, out=str(tmp / "thr"), conc=64, use_cache=False), env)
+    finally:
+        server.kill()
+    assert ours["ok"] == args.calls, ours
+    rows.append(
+        (
+            f"bare httpx async, {args.calls} calls, 200 ms latency, concurrency 64",
+            f"{args.calls / bare['wall']:.1f} calls/s ({bare['wall']:.2f} s)",
+        )
+    )
+    rows.append(
+        (
+            "dialbgm (litellm async, cache, journal), same requests",
+            f"{args.calls / ours['wall']:.1f} calls/s ({ours['wall']:.2f} s, including planning)",
+        )
+    )
+    rows.append(("ratio dialbgm / bare httpx", f"{bare['wall'] / ours['wall']:.2f} (target ≥ 0.80)"))
+
+    # 2. CPU per call: miss against a zero-latency server in another process, then all hits.
+    data2 = tmp / "cpu.jsonl"
+    generate(data2, 1000, seed=2)
+    server, url = start_server(0.0)
+    try:
+        miss = run_child(EVAL.format(data=str(data2), url=url, out=str(tmp / "miss"), conc=16, use_cache=True), env)
+        hit = run_child(EVAL.format(data=str(data2), url=url, out=str(tmp / "hit"), conc=16, use_cache=True), env)
+    finally:
+        server.kill()
+    assert miss["calls"] == 1000 and hit["hits"] == 1000
+    rows.append(
+        (
+            "CPU per call on a cache miss (zero-latency server, 1,000 calls; includes litellm import)",
+            f"{miss['cpu'] / 1000 * 1000:.2f} ms",
+        )
+    )
+    rows.append(
+        ("CPU per unit on a cache hit (1,000 units, process start excluded)", f"{hit['cpu'] / 1000 * 1000:.2f} ms")
+    )
+
+    # 3. Peak memory of a 50,000-unit run.
+    data3 = tmp / "big.jsonl"
+    generate(data3, args.big, seed=3)
+    server, url = start_server(0.0)
+    try:
+        big = run_child(EVAL.format(data=str(data3), url=url, out=str(tmp / "big"), conc=64, use_cache=True), env)
+    finally:
+        server.kill()
+    assert big["ok"] == args.big, big
+    rows.append((f"{args.big:,}-unit run: peak RSS", f"{big['rss_mb']:.0f} MB"))
+    rows.append((f"{args.big:,}-unit run: wall time", f"{big['wall']:.0f} s ({args.big / big['wall']:.0f} calls/s)"))
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("\n| measure | figure |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
