@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dialbgm.cli_experiments import register as register_experiments
+
 app = typer.Typer(
     name="dialbgm",
     help="Judge background music for everyday dialogues with LLMs, against human rankings (DialBGM).",
@@ -19,6 +21,7 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+register_experiments(app)
 
 JudgeOpt = Annotated[str, typer.Option("--judge", "-j", help="Judge name (a file in judges/).")]
 DataOpt = Annotated[

@@ -1,0 +1,407 @@
+"""Compare the cells of an experiment (or two runs) from their folders, without any call.
+
+Everything is read from the run folders (manifest.json, metrics.json, items.jsonl, units.jsonl):
+
+- a leaderboard: each metric with its 95% interval, items scored, items lost to parse and to
+  transport failures;
+- paired comparisons (B minus A) on the items that succeeded in *both* cells, with a paired
+  bootstrap interval, a sign-flip permutation p-value, Holm's adjustment over every test of the
+  comparison, and the difference the sample could detect;
+- judge agreement: mean per-item Kendall tau-b between every two cells (and each cell vs human);
+- cost: provider-reported tokens priced with the versioned price table, and what the cache saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dialbgm.errors import ResultsError
+from dialbgm.metrics import METRICS
+
+ALPHA = 0.05
+PARSE_STATUSES = ("parse_error", "truncated", "refused")
+COMPARISON_FILE = "comparison.json"
+RUN_FILES = ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json")
+"""What a comparison reads from a run folder (a run may hold more files; these are the ones needed)."""
+
+
+@dataclass
+class CellData:
+    cell_id: str
+    path: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+    items: dict[str, dict[str, Any]]
+    levels: dict[str, Any] = field(default_factory=dict)
+    _units: list[dict[str, Any]] | None = None
+
+    @property
+    def ok_items(self) -> dict[str, dict[str, Any]]:
+        return {k: r for k, r in self.items.items() if r["status"] == "ok"}
+
+    @property
+    def units(self) -> list[dict[str, Any]]:
+        if self._units is None:
+            self._units = _read_jsonl(self.path / "units.jsonl")
+        return self._units
+
+    @property
+    def judge(self) -> str:
+        return str(self.manifest["config"]["judge"]["name"])
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return obj
+
+
+def load_run(path: Path, cell_id: str | None = None, levels: dict[str, Any] | None = None) -> CellData:
+    missing = [f for f in RUN_FILES if not (path / f).exists()]
+    if missing:
+        raise ResultsError(f"{path}: not a complete run folder (missing {', '.join(missing)})")
+    items = {r["item_id"]: r for r in _read_jsonl(path / "items.jsonl")}
+    return CellData(
+        cell_id or path.name,
+        path,
+        _read_json(path / "manifest.json"),
+        _read_json(path / "metrics.json"),
+        items,
+        dict(levels or {}),
+    )
+
+
+def load_folder(path: Path) -> tuple[dict[str, Any] | None, list[CellData]]:
+    """An experiment folder (experiment.json + one folder per cell) or a single run folder."""
+    from dialbgm.experiment import SPEC_FILE, read_spec
+
+    if (path / SPEC_FILE).exists():
+        spec = read_spec(path)
+        cells = []
+        for c in spec["cells"]:
+            d = path / c["cell_id"]
+            if not (d / "metrics.json").exists():
+                raise ResultsError(f"{d}: cell {c['cell_id']} has not been run; run `dialbgm compare` first")
+            cells.append(load_run(d, c["cell_id"], c["levels"]))
+        return spec, cells
+    if (path / "manifest.json").exists():
+        return None, [load_run(path)]
+    raise ResultsError(f"{path}: neither an experiment folder ({SPEC_FILE}) nor a run folder (manifest.json)")
+
+
+# ---------------------------------------------------------------- leaderboard
+
+
+def leaderboard(cells: list[CellData]) -> list[dict[str, Any]]:
+    rows = []
+    for c in cells:
+        m = c.metrics
+        fb: dict[str, int] = m.get("failed_by_status", {})
+        ub: dict[str, int] = m.get("units_by_status", {})
+        rows.append(
+            {
+                "cell_id": c.cell_id,
+                "judge": c.judge,
+                "levels": c.levels,
+                "n_items": m["n_items"],
+                "n_failed": m["n_failed"],
+                "n_total": m["n_total"],
+                "items_failed_parse": sum(fb.get(s, 0) for s in PARSE_STATUSES),
+                "items_failed_transport": fb.get("transport_error", 0),
+                "units_parse_failures": sum(ub.get(s, 0) for s in PARSE_STATUSES),
+                "units_transport_failures": ub.get("transport_error", 0),
+                "failed_by_status": fb,
+                "units_by_status": ub,
+                "metrics": {
+                    k: {
+                        "mean": m.get(k),
+                        "ci_low": (m["ci95"].get(k) or [None, None])[0],
+                        "ci_high": (m["ci95"].get(k) or [None, None])[1],
+                    }
+                    for k in METRICS
+                },
+                "chance": m.get("chance", {}),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- paired comparisons
+
+
+def compare_pair(
+    a: CellData, b: CellData, *, n_flips: int = 10_000, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """B minus A on the items both scored; p-values unadjusted (see :func:`adjust_family`)."""
+    from dialbgm.stats import paired_compare
+
+    ok_a, ok_b = a.ok_items, b.ok_items
+    common = [i for i in ok_a if i in ok_b]
+    cols_a = [[ok_a[i]["metrics"][m] for i in common] for m in METRICS]
+    cols_b = [[ok_b[i]["metrics"][m] for i in common] for m in METRICS]
+    estimates = paired_compare(cols_a, cols_b, n_flips=n_flips, n_resamples=n_resamples, seed=seed) if common else []
+    out_metrics: dict[str, Any] = {}
+    for k, m in enumerate(METRICS):
+        if not common:
+            out_metrics[m] = {"diff": None, "p_value": None}
+            continue
+        e = estimates[k]
+        out_metrics[m] = {
+            "mean_a": _f(float(np.mean(cols_a[k]))),
+            "mean_b": _f(float(np.mean(cols_b[k]))),
+            "diff": _f(e.mean_diff),
+            "ci_low": _f(e.ci_low),
+            "ci_high": _f(e.ci_high),
+            "sd_diff": _f(e.sd_diff),
+            "p_value": _f(e.p_value),
+            "exact": e.exact,
+            "mdd80": _f(e.mdd80),
+        }
+    return {
+        "a": a.cell_id,
+        "b": b.cell_id,
+        "n_common": len(common),
+        "n_a_ok": len(ok_a),
+        "n_b_ok": len(ok_b),
+        # Items one side scored but the other lost (failed or not evaluated): excluded from the test.
+        "lost_by_a": sum(1 for i in ok_b if i not in ok_a),
+        "lost_by_b": sum(1 for i in ok_a if i not in ok_b),
+        "metrics": out_metrics,
+    }
+
+
+def _f(x: float | None) -> float | None:
+    """JSON-safe float: NaN (undefined, e.g. an SD of one item) becomes null."""
+    return None if x is None or math.isnan(x) else x
+
+
+def adjust_family(comparisons: list[dict[str, Any]], alpha: float = ALPHA) -> dict[str, Any]:
+    """Holm over every (pair, metric) test in ``comparisons``, in place; returns the family's description."""
+    from dialbgm.stats import holm
+
+    refs = [(c, m) for c in comparisons for m in METRICS if c["metrics"][m].get("p_value") is not None]
+    adjusted = holm([c["metrics"][m]["p_value"] for c, m in refs])
+    for (c, m), p in zip(refs, adjusted, strict=True):
+        c["metrics"][m]["p_holm"] = p
+        c["metrics"][m]["significant"] = p < alpha
+    for c in comparisons:
+        c["statement"] = detectability_statement(c)
+    return {
+        "method": "Holm step-down over every (pair, metric) test of this comparison",
+        "n_tests": len(refs),
+        "alpha": alpha,
+        "test": "two-sided paired sign-flip permutation test on per-item differences (exact when n <= 16, "
+        "else Monte Carlo with a fixed seed)",
+        "interval": "95% paired percentile bootstrap of the mean per-item difference",
+    }
+
+
+def detectability_statement(c: dict[str, Any]) -> str:
+    n = c["n_common"]
+    if n < 2:
+        return f"only {n} item(s) in common: nothing can be detected."
+    parts = []
+    for m in ("hit_at_1", "kendall_tau_b"):
+        mdd = c["metrics"][m].get("mdd80")
+        if mdd is not None:
+            parts.append(f"{m} ≈ {mdd:.3f}")
+    what = "; ".join(parts) if parts else "not estimable (no variation in the differences)"
+    return (
+        f"With {n} common items, differences smaller than about {what} would likely be missed "
+        "(80% power, two-sided alpha 0.05; approximation 2.8 × SD(diff) / √n, before Holm's adjustment)."
+    )
+
+
+# ---------------------------------------------------------------- agreement
+
+
+def _sign_vectors(cell: CellData) -> dict[str, np.ndarray]:
+    """Per ok item: sign(s_i - s_j) over candidate pairs i<j, candidates ordered by id."""
+    out = {}
+    for item_id, r in cell.ok_items.items():
+        ids = sorted(r["scores"])
+        s = np.array([r["scores"][c] for c in ids], dtype=float)
+        i, j = np.triu_indices(len(ids), k=1)
+        out[item_id] = np.sign(s[i] - s[j])
+    return out
+
+
+def pair_taus(sa: dict[str, np.ndarray], sb: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per common item, Kendall tau-b between two cells' scores (0 when undefined, as in metrics)."""
+    common = [i for i in sa if i in sb and sa[i].shape == sb[i].shape]
+    out: dict[str, float] = {}
+    by_len: dict[int, list[str]] = {}
+    for i in common:
+        by_len.setdefault(sa[i].shape[0], []).append(i)
+    for ids in by_len.values():
+        xa = np.stack([sa[i] for i in ids])
+        xb = np.stack([sb[i] for i in ids])
+        # tau-b = (C - D) / sqrt(pairs untied in a × pairs untied in b); pairs tied in both drop out.
+        num = (xa * xb).sum(axis=1)
+        den = np.sqrt(np.abs(xa).sum(axis=1) * np.abs(xb).sum(axis=1))
+        tau = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        out.update(zip(ids, tau.tolist(), strict=True))
+    return out
+
+
+def agreement(cells: list[CellData]) -> dict[str, Any]:
+    names = [c.cell_id for c in cells] + ["human"]
+    k = len(cells)
+    mean = [[math.nan] * (k + 1) for _ in range(k + 1)]
+    count = [[0] * (k + 1) for _ in range(k + 1)]
+    signs = [_sign_vectors(c) for c in cells]
+    for a in range(k):
+        mean[a][a] = 1.0
+        count[a][a] = len(signs[a])
+        tau_h = cells[a].metrics.get("kendall_tau_b")
+        mean[a][k] = mean[k][a] = math.nan if tau_h is None else float(tau_h)
+        count[a][k] = count[k][a] = int(cells[a].metrics["n_items"])
+    mean[k][k] = 1.0
+    count[k][k] = max((int(c.metrics["n_total"]) for c in cells), default=0)
+    for a, b in combinations(range(k), 2):
+        taus = pair_taus(signs[a], signs[b])
+        mean[a][b] = mean[b][a] = float(np.mean(list(taus.values()))) if taus else math.nan
+        count[a][b] = count[b][a] = len(taus)
+    return {
+        "cells": names,
+        "mean_kendall_tau_b": [[_f(x) for x in row] for row in mean],
+        "n_items": count,
+        "note": "mean per-item Kendall tau-b between two cells' aggregated scores, on the items both scored; "
+        "the human row/column is each cell's kendall_tau_b against the human ranks (its own scored items)",
+    }
+
+
+# ---------------------------------------------------------------- cost
+
+
+def cost(cells: list[CellData], prices: Any) -> list[dict[str, Any]]:
+    """Tokens as the provider reported them, priced; cache-hit units are what a re-run did not pay."""
+    rows = []
+    for c in cells:
+        cfg = c.manifest["config"]
+        price = prices.lookup(cfg["provider"]["kind"], cfg["judge"].get("model", ""))
+        tok: Counter[str] = Counter()
+        for u in c.units:
+            usage = u.get("usage") or {}
+            where = "hit" if u.get("cache_hit") else "paid"
+            tok[f"{where}_in"] += int(usage.get("prompt_tokens") or 0)
+            tok[f"{where}_out"] += int(usage.get("completion_tokens") or 0)
+        row: dict[str, Any] = {
+            "cell_id": c.cell_id,
+            "model": cfg["judge"].get("model") or cfg["provider"]["kind"],
+            "prompt_tokens": tok["hit_in"] + tok["paid_in"],
+            "completion_tokens": tok["hit_out"] + tok["paid_out"],
+            "units": len(c.units),
+            "cache_hits": sum(1 for u in c.units if u.get("cache_hit")),
+            "priced": price is not None,
+        }
+        if price is None:
+            row.update(cost_usd=None, cost_this_run_usd=None, cost_avoided_usd=None)
+        else:
+            paid = price.cost(tok["paid_in"], tok["paid_out"])
+            avoided = price.cost(tok["hit_in"], tok["hit_out"])
+            row.update(cost_usd=paid + avoided, cost_this_run_usd=paid, cost_avoided_usd=avoided)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- whole analysis
+
+
+def analyse(
+    path: Path, *, ws: Any = None, n_flips: int = 10_000, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """The full comparison of an experiment (or one run) folder, as a JSON-ready dict."""
+    spec, cells = load_folder(path)
+    return analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips, n_resamples=n_resamples, seed=seed)
+
+
+def analyse_cells(
+    path: Path,
+    spec: dict[str, Any] | None,
+    cells: list[CellData],
+    *,
+    ws: Any = None,
+    n_flips: int = 10_000,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    from dialbgm.prices import PriceTable, load_prices
+
+    by_id = {c.cell_id: c for c in cells}
+    pairs = [tuple(p) for p in spec["comparisons"]] if spec else []
+    comps = [compare_pair(by_id[a], by_id[b], n_flips=n_flips, n_resamples=n_resamples, seed=seed) for a, b in pairs]
+    family = adjust_family(comps)
+    prices = load_prices(ws) if ws is not None else PriceTable("none", "-", None)
+    return {
+        "folder": str(path),
+        "experiment": spec,
+        "leaderboard": leaderboard(cells),
+        "comparisons": comps,
+        "family": family,
+        "agreement": agreement(cells),
+        "cost": cost(cells, prices),
+        "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
+    }
+
+
+def write_comparison(path: Path, result: dict[str, Any]) -> Path:
+    from dialbgm.results import write_json
+
+    out = path / COMPARISON_FILE
+    write_json(out, result)
+    return out
+
+
+# ---------------------------------------------------------------- two runs
+
+
+def top_choice(scores: dict[str, float]) -> tuple[str, ...]:
+    """The candidate(s) with the highest aggregated score (several when tied)."""
+    best = max(scores.values())
+    return tuple(sorted(c for c, s in scores.items() if s == best))
+
+
+def diff_runs(run_a: Path, run_b: Path, *, n_flips: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """What changed from run A to run B: flipped top choices, metric movements and their tests."""
+    a, b = load_run(run_a, "A"), load_run(run_b, "B")
+    ok_a, ok_b = a.ok_items, b.ok_items
+    flips = []
+    for item_id in ok_a:
+        if item_id not in ok_b:
+            continue
+        ta, tb = top_choice(ok_a[item_id]["scores"]), top_choice(ok_b[item_id]["scores"])
+        if ta != tb:
+            human = ok_a[item_id].get("human_ranks") or {}
+            flips.append(
+                {
+                    "item_id": item_id,
+                    "top_a": list(ta),
+                    "top_b": list(tb),
+                    "human_best": [c for c, r in human.items() if r == 1],
+                    "hit_at_1_a": ok_a[item_id]["metrics"]["hit_at_1"],
+                    "hit_at_1_b": ok_b[item_id]["metrics"]["hit_at_1"],
+                }
+            )
+    comp = compare_pair(a, b, n_flips=n_flips, seed=seed)
+    family = adjust_family([comp])
+    return {
+        "run_a": str(run_a),
+        "run_b": str(run_b),
+        "flips": flips,
+        "n_flipped": len(flips),
+        "comparison": comp,
+        "family": family,
+    }

@@ -1,0 +1,410 @@
+"""Experiment files: judges × factors crossed into cells, each cell one cached run.
+
+An experiment file (``experiments/NAME.toml``)::
+
+    name = "offline-demo"            # optional; default: the file's stem
+    baseline = "random"              # optional: a cell id every other cell is compared with
+    pairs = [["local__cot=false", "local__cot=true"]]   # optional explicit comparisons
+
+    [data]
+    path = "data/sample.jsonl"       # relative to the workspace root
+    limit = 40                       # optional
+
+    [judges.local]                   # a judge file name (or any label, with judge = "FILE")
+    limit = 8                        # optional, this judge's own item limit
+    cot = [false, true]              # a list = a factor, its elements the levels
+    few_shot = [0, 2]
+    max_tokens = 256                 # a scalar = a fixed setting of every cell of this judge
+    [judges.local.params]
+    temperature = [0.0, 0.7]         # params.* and weights.* may be factors too
+
+Every judge's factors are crossed fully; each combination is a *cell*, run with those settings
+as overrides into ``results/experiments/NAME/CELL_ID/``. Cells share the response cache, so a
+re-run, or a new level, only calls for what is not cached yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialbgm.errors import ConfigError
+from dialbgm.workspace import Workspace
+
+SPEC_FILE = "experiment.json"
+_RESERVED = ("judge", "limit")
+_SAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+class ExperimentError(ConfigError):
+    """An experiment file is missing or malformed (exit status 2, nothing run)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    label: str
+    """The judge's key in the experiment file."""
+    judge: str
+    """The judge file (judges/JUDGE.toml)."""
+    levels: dict[str, Any]
+    """The factor levels that define this cell (what its id spells)."""
+    overrides: dict[str, Any]
+    """Everything passed to the run: fixed settings and levels."""
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    data_path: Path
+    limit: int | None
+    cells: list[Cell]
+    baseline: str | None = None
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    description: str = ""
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """Explicit pairs first, then every cell against the baseline; (A, B) reads "B minus A"."""
+        out = list(self.pairs)
+        if self.baseline is not None:
+            out += [(self.baseline, c.cell_id) for c in self.cells if c.cell_id != self.baseline]
+        if not out and len(self.cells) > 1:
+            # Neither given: the first cell is the reference, so a comparison is always written.
+            first = self.cells[0].cell_id
+            out = [(first, c.cell_id) for c in self.cells[1:]]
+        return list(dict.fromkeys(out))  # de-duplicated, first occurrence kept
+
+    def out_dir(self, ws: Workspace) -> Path:
+        return ws.results_dir / "experiments" / self.name
+
+    def cell(self, cell_id: str) -> Cell:
+        for c in self.cells:
+            if c.cell_id == cell_id:
+                return c
+        raise KeyError(cell_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": str(self.path),
+            "description": self.description,
+            "data": {"path": str(self.data_path), "limit": self.limit},
+            "baseline": self.baseline,
+            "pairs": [list(p) for p in self.pairs],
+            "comparisons": [list(p) for p in self.comparisons()],
+            "cells": [asdict(c) for c in self.cells],
+        }
+
+
+def format_level(value: Any) -> str:
+    """A level as it appears in a cell id: TOML-like, and safe as a folder name."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(",", ""))
+    return _SAFE.sub("-", text).strip("-") or "_"
+
+
+def cell_id(label: str, levels: dict[str, Any]) -> str:
+    return "__".join([_SAFE.sub("-", label), *(f"{k}={format_level(v)}" for k, v in levels.items())])
+
+
+def resolve_experiment_path(ws: Workspace, arg: str | Path) -> Path:
+    """A path as given, else ``experiments/ARG.toml`` in the workspace."""
+    p = Path(arg)
+    if p.exists():
+        return p
+    for candidate in (ws.root / p, ws.root / "experiments" / f"{arg}.toml", ws.root / "experiments" / str(arg)):
+        if candidate.exists():
+            return candidate
+    raise ExperimentError(f"{arg}: no such experiment file (also looked in {ws.root / 'experiments'})")
+
+
+def load_experiment(ws: Workspace, arg: str | Path) -> Experiment:
+    path = resolve_experiment_path(ws, arg)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ExperimentError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ExperimentError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_experiment(ws, raw, path)
+
+
+def _fail(path: Path, key: str, message: str) -> ExperimentError:
+    return ExperimentError(f"{path}: {key}: {message}")
+
+
+def _limit(value: Any, path: Path, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(path, key, f"must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experiment:
+    known = {"name", "description", "data", "judges", "baseline", "pairs"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _fail(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name or _SAFE.search(name):
+        raise _fail(path, "name", f"must be a non-empty name of letters, digits, '.', '_', '-', got {name!r}")
+    data = raw.get("data")
+    if not isinstance(data, dict) or "path" not in data:
+        raise _fail(path, "data.path", "missing (the data file to evaluate on)")
+    bad = sorted(set(data) - {"path", "limit"})
+    if bad:
+        raise _fail(path, f"data.{bad[0]}", "unknown key (known: path, limit)")
+    if not isinstance(data["path"], str):
+        raise _fail(path, "data.path", "must be a string")
+    data_path = ws.resolve(data["path"])
+    if not data_path.exists():
+        raise _fail(path, "data.path", f"{data_path}: no such file")
+    limit = _limit(data.get("limit"), path, "data.limit")
+    judges = raw.get("judges")
+    if not isinstance(judges, dict) or not judges:
+        raise _fail(path, "judges", "missing: add at least one [judges.NAME] table")
+    cells: list[Cell] = []
+    for label, table in judges.items():
+        cells.extend(_cells_of(ws, path, label, table, limit))
+    ids = [c.cell_id for c in cells]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise _fail(path, "judges", f"two cells share the id {dupes[0]!r}; give each judge its own label")
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in ids:
+        raise _fail(path, "baseline", f"{baseline!r} is not a cell; cells: {', '.join(ids)}")
+    pairs: list[tuple[str, str]] = []
+    raw_pairs = raw.get("pairs", [])
+    if not isinstance(raw_pairs, list):
+        raise _fail(path, "pairs", "must be a list of [A, B] cell-id pairs")
+    for k, pair in enumerate(raw_pairs):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise _fail(path, f"pairs[{k}]", f"must be [A, B] (two cell ids), got {pair!r}")
+        for x in pair:
+            if x not in ids:
+                raise _fail(path, f"pairs[{k}]", f"{x!r} is not a cell; cells: {', '.join(ids)}")
+        if pair[0] == pair[1]:
+            raise _fail(path, f"pairs[{k}]", "compares a cell with itself")
+        pairs.append((pair[0], pair[1]))
+    description = raw.get("description", "")
+    return Experiment(name, path, data_path, limit, cells, baseline, pairs, str(description))
+
+
+def _cells_of(ws: Workspace, path: Path, label: Any, table: Any, data_limit: int | None) -> list[Cell]:
+    from dialbgm.config import load_judge
+
+    key = f"judges.{label}"
+    if not isinstance(table, dict):
+        raise _fail(path, key, "must be a table ([judges.NAME])")
+    judge = table.get("judge", label)
+    if not isinstance(judge, str):
+        raise _fail(path, f"{key}.judge", "must be a judge name")
+    limit = _limit(table.get("limit", data_limit), path, f"{key}.limit")
+    fixed: dict[str, Any] = {}
+    factors: dict[str, list[Any]] = {}
+    for name, value in _flatten(table, path, key):
+        if isinstance(value, list):
+            if not value:
+                raise _fail(path, f"{key}.{name}", "a factor needs at least one level")
+            levels_seen = [json.dumps(v, sort_keys=True) for v in value]
+            if len(set(levels_seen)) != len(levels_seen):
+                raise _fail(path, f"{key}.{name}", f"repeated level in {value!r}")
+            factors[name] = value
+        else:
+            fixed[name] = value
+    cells = []
+    for combo in itertools.product(*factors.values()):
+        levels = dict(zip(factors, combo, strict=True))
+        overrides = {**fixed, **levels}
+        try:
+            load_judge(ws, judge, overrides)
+        except ConfigError as e:
+            where = f"{key} ({', '.join(f'{k}={v!r}' for k, v in levels.items())})" if levels else key
+            raise ExperimentError(f"{path}: {where}: {e}") from None
+        cells.append(Cell(cell_id(str(label), levels), str(label), judge, levels, overrides, limit))
+    return cells
+
+
+def _flatten(table: dict[str, Any], path: Path, key: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for name, value in table.items():
+        if name in _RESERVED:
+            continue
+        if isinstance(value, dict):
+            if name not in ("params", "weights"):
+                raise _fail(path, f"{key}.{name}", "only params and weights may be tables")
+            out.extend((f"{name}.{sub}", v) for sub, v in value.items())
+        else:
+            out.append((name, value))
+    return out
+
+
+# ---------------------------------------------------------------- dry run
+
+
+@dataclass
+class CellPlan:
+    cell_id: str
+    judge: str
+    model: str
+    provider_kind: str
+    calls: int
+    cached: int
+    cacheable: bool
+    prompt_chars_uncached: int
+    max_output_tokens: int | None
+    price: Any
+    """A :class:`dialbgm.prices.Price`, or None when the model has no price in the table."""
+
+    @property
+    def uncached(self) -> int:
+        return self.calls - self.cached
+
+    @property
+    def prompt_tokens_est(self) -> int:
+        # An estimate (characters / 4), not a tokenizer count: providers tokenise differently.
+        return round(self.prompt_chars_uncached / 4)
+
+    @property
+    def cost_est(self) -> float | None:
+        """Upper-bound cost of the uncached calls: estimated input + every reply at its token cap."""
+        if self.uncached == 0:
+            return 0.0
+        if self.price is None:
+            return None
+        if self.price.local:
+            return 0.0
+        out = (self.max_output_tokens or 0) * self.uncached
+        return float(self.price.cost(self.prompt_tokens_est, out))
+
+
+def _content_chars(messages: list[dict[str, Any]]) -> int:
+    n = 0
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, str):
+            n += len(c)
+        elif isinstance(c, list):
+            n += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
+    return n
+
+
+def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
+    """What running each cell would cost, without calling anything."""
+    from dialbgm.cache import ResponseCache
+    from dialbgm.prices import load_prices
+    from dialbgm.runner import prepare
+
+    prices = load_prices(ws)
+    cache = ResponseCache(ws.cache_dir)
+    plans = []
+    try:
+        for cell in exp.cells:
+            try:
+                prep = prepare(ws, cell.judge, exp.data_path, limit=cell.limit, overrides=cell.overrides)
+            except ConfigError as e:
+                raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
+            try:
+                cacheable = bool(prep.backend.cacheable)
+                cached = chars = 0
+                calls = len(prep.requests) if cacheable else 0
+                if cacheable:
+                    for req in prep.requests:
+                        if cache.get(req) is not None:
+                            cached += 1
+                        else:
+                            chars += _content_chars(req.messages)
+                params = prep.judge.params
+                cap = params.get("max_tokens", params.get("max_completion_tokens"))
+                plans.append(
+                    CellPlan(
+                        cell.cell_id,
+                        cell.judge,
+                        prep.judge.model,
+                        prep.provider.kind,
+                        calls,
+                        cached,
+                        cacheable,
+                        chars,
+                        cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
+                        prices.lookup(prep.provider.kind, prep.judge.model),
+                    )
+                )
+            finally:
+                prep.backend.close()
+    finally:
+        cache.close()
+    return plans
+
+
+def budget_problem(plans: list[CellPlan], max_cost: float) -> str | None:
+    """Why the uncached calls may exceed ``max_cost`` (USD), or None when they fit."""
+    unknown = [p.cell_id for p in plans if p.uncached and p.cost_est is None]
+    if unknown:
+        return f"cannot check the budget: no price for the model of cell(s) {', '.join(unknown)} (prices/prices.toml)"
+    total = sum(p.cost_est or 0.0 for p in plans)
+    if total > max_cost:
+        return f"estimated cost of the uncached calls ${total:.4f} exceeds --max-cost ${max_cost:.4f}"
+    return None
+
+
+# ---------------------------------------------------------------- running
+
+
+CellProgress = Callable[[int, int, Cell], None]
+
+
+def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
+    """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
+    from dialbgm.results import write_json
+    from dialbgm.runner import run_eval
+
+    root = exp.out_dir(ws)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / SPEC_FILE, exp.to_dict())
+    rows = []
+    for k, cell in enumerate(exp.cells):
+        if progress:
+            progress(k, len(exp.cells), cell)
+        # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it.
+        result = run_eval(
+            ws,
+            cell.judge,
+            exp.data_path,
+            out_dir=root / cell.cell_id,
+            limit=cell.limit,
+            overrides=cell.overrides,
+            force=True,
+        )
+        counts = result.manifest["counts"]
+        rows.append(
+            {
+                "cell_id": cell.cell_id,
+                "provider_calls": counts["provider_calls"],
+                "cache_hits": counts["cache_hits"],
+                "computed_locally": counts.get("computed_locally", 0),
+                "wall_s": result.manifest["wall_s"],
+            }
+        )
+    return rows
+
+
+def read_spec(exp_dir: Path) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads((exp_dir / SPEC_FILE).read_text(encoding="utf-8"))
+    return spec
