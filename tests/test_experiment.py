@@ -153,7 +153,8 @@ def test_rerun_makes_no_call_and_a_new_level_only_the_new_calls(workspace: Works
         assert len(server.requests) == 8  # unchanged experiment: zero calls
         cmp = json.loads((exp.out_dir(workspace) / "comparison.json").read_text())
         assert sum(r["provider_calls"] for r in cmp["runs"]) == 0
-        assert sum(r["cache_hits"] for r in cmp["runs"]) == 8
+        # Finished cells with the same config hash are reused as they are, not even re-read from the cache.
+        assert all(r.get("reused") for r in cmp["runs"])
 
         write_experiment(workspace, llm_experiment(server.base_url, temps="[0.0, 0.7]"))
         exp2 = load_experiment(workspace, path)
@@ -269,3 +270,31 @@ def test_shipped_offline_demo_is_valid(workspace: Workspace) -> None:
     # Every item in reach of a summary cell has a summary (the sample's last three have none).
     ds = load_dataset(exp.data_path).limited(exp.cell("embedding__context=summary").limit)
     assert all(i.summary for i in ds)
+
+
+def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: Path) -> None:
+    from dialbgm.runner import quick_config_hash, run_eval
+
+    data = workspace.sample_data
+    for judge, over in (
+        ("random", {"seed": 3}),
+        ("embedding", {"context": "summary"}),
+        ("local", {"few_shot": 2, "cot": True}),
+        ("openai-compatible", {"api_base": "http://x/v1"}),
+    ):
+        limit = 3
+        if judge in ("random", "embedding"):
+            res = run_eval(workspace, judge, data, out_dir=tmp_path / judge, limit=limit, overrides=over)
+            assert quick_config_hash(workspace, judge, data, limit, over) == res.manifest["config_hash"]
+        from dialbgm.config import stable_hash
+        from dialbgm.runner import prepare, run_config
+
+        prep = prepare(workspace, judge, data, limit=limit, overrides=over)
+        assert quick_config_hash(workspace, judge, data, limit, over) == stable_hash(
+            run_config(prep, data, limit, over)
+        )
+    # A template edit changes the hash, so a finished cell is not reused after it.
+    before = quick_config_hash(workspace, "local", data, 3, {})
+    tmpl = workspace.prompts_dir / "weighted_criteria" / "system.j2"
+    tmpl.write_text(tmpl.read_text() + "\nBe brief.")
+    assert quick_config_hash(workspace, "local", data, 3, {}) != before

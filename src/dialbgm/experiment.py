@@ -373,7 +373,7 @@ CellProgress = Callable[[int, int, Cell], None]
 def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
     """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
     from dialbgm.results import write_json
-    from dialbgm.runner import run_eval
+    from dialbgm.runner import quick_config_hash, run_eval
 
     root = exp.out_dir(ws)
     root.mkdir(parents=True, exist_ok=True)
@@ -382,6 +382,20 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
     for k, cell in enumerate(exp.cells):
         if progress:
             progress(k, len(exp.cells), cell)
+        out = root / cell.cell_id
+        reused = _up_to_date(out, quick_config_hash(ws, cell.judge, exp.data_path, cell.limit, cell.overrides))
+        if reused is not None:
+            rows.append(
+                {
+                    "cell_id": cell.cell_id,
+                    "provider_calls": 0,
+                    "cache_hits": 0,
+                    "computed_locally": 0,
+                    "wall_s": 0.0,
+                    "reused": True,
+                }
+            )
+            continue
         # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it.
         result = run_eval(
             ws,
@@ -403,6 +417,24 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
             }
         )
     return rows
+
+
+def _up_to_date(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
+    """The manifest of a finished run with this exact config and no transport failure, else None.
+
+    Such a run would be reproduced identically from the cache (same requests, same replies,
+    same parser), so it is reused instead of re-run; a run with transport errors is re-run so
+    they are retried.
+    """
+    try:
+        manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    complete = all((run_dir / f).exists() for f in ("units.jsonl", "items.jsonl", "metrics.json"))
+    by_status = manifest.get("counts", {}).get("by_status", {})
+    if complete and manifest.get("config_hash") == config_hash and not by_status.get("transport_error"):
+        return manifest
+    return None
 
 
 def read_spec(exp_dir: Path) -> dict[str, Any]:

@@ -106,6 +106,7 @@ class FewShotPool:
         banned_text = {_fingerprint(i) for i in exclude.items}
         self.items = [i for i in dataset.items if i.id not in banned_ids and _fingerprint(i) not in banned_text]
         self.path = dataset.path
+        self.sha256 = dataset.sha256
 
     def draw(self, judge: JudgeConfig, item: Item) -> tuple[Shot, ...]:
         k = judge.few_shot

@@ -242,14 +242,59 @@ def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> Provid
 
 def run_config(prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
     """What defines a run's results: a resumed run must have exactly this again."""
+    return _config_dict(
+        prep.judge,
+        prep.provider,
+        data_path,
+        prep.dataset.sha256,
+        limit,
+        prep.prompts.sha256 if prep.prompts else None,
+        prep.pool.sha256 if prep.pool else None,
+        overrides,
+    )
+
+
+def _config_dict(
+    judge: JudgeConfig,
+    provider: ProviderConfig,
+    data_path: Path,
+    data_sha256: str,
+    limit: int | None,
+    template_sha256: str | None,
+    pool_sha256: str | None,
+    overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
     return {
-        "judge": prep.judge.to_dict(),
-        "provider": _provider_record(prep.provider),
-        "data": {"path": str(data_path), "sha256": prep.dataset.sha256, "limit": limit},
-        "template_sha256": prep.prompts.sha256 if prep.prompts else None,
+        "judge": judge.to_dict(),
+        "provider": _provider_record(provider),
+        "data": {"path": str(data_path), "sha256": data_sha256, "limit": limit},
+        "template_sha256": template_sha256,
+        "few_shot_pool_sha256": pool_sha256,
         "overrides": overrides or {},
         "parser_version": PARSER_VERSION,
     }
+
+
+def quick_config_hash(
+    ws: Workspace, judge_name: str, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
+) -> str:
+    """The config hash a run would have, without loading the data or rendering anything.
+
+    Lets ``compare`` recognise a cell whose finished folder is already up to date.
+    """
+    import hashlib
+
+    judge = load_judge(ws, judge_name, overrides)
+    provider = load_provider(ws, judge.provider)
+    data_sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
+    prompts = PromptSet(ws.prompts_dir / judge.template) if provider.kind in ("litellm", "llama_cpp_server") else None
+    pool_sha = None
+    if judge.few_shot > 0:
+        pool_sha = hashlib.sha256(ws.resolve(judge.few_shot_pool).read_bytes()).hexdigest()
+    config = _config_dict(
+        judge, provider, data_path, data_sha, limit, prompts.sha256 if prompts else None, pool_sha, overrides
+    )
+    return stable_hash(config)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
