@@ -120,3 +120,16 @@ def test_kemeny_and_borda_are_selectable(workspace: Workspace, sample_path: Path
     # n − position averaged over optimal orders: always sums to 1+2+3+4, each within 1..4.
     assert all(sum(i["scores"].values()) == pytest.approx(10) for i in k_items)
     assert all(1 <= v <= 4 for i in k_items for v in i["scores"].values())
+
+
+def test_the_report_shows_the_bias_diagnostics(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    from dialbgm.htmlreport import write_report
+
+    with ScriptedOpenAIServer(position_biased) as server:
+        over: dict[str, Any] = {"api_base": server.base_url, "orders": 4, "shuffle_labels": True}
+        run_eval(workspace, "openai-compatible", sample_path, out_dir=tmp_path / "r", limit=12, overrides=over)
+    html_path, md_path = write_report(tmp_path / "r", ws=workspace)
+    html = html_path.read_text()
+    md = md_path.read_text()
+    assert "Position and label bias" in html and "1:1.00 2:0.00 3:0.00 4:0.00" in html
+    assert "## Position and label bias" in md and "1:1.00 2:0.00 3:0.00 4:0.00" in md

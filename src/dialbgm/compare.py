@@ -352,9 +352,39 @@ def analyse_cells(
         "comparisons": comps,
         "family": family,
         "agreement": agreement(cells),
+        "bias": bias_table(cells),
         "cost": cost(cells, prices),
         "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
     }
+
+
+def bias_table(cells: list[CellData]) -> list[dict[str, Any]]:
+    """Per list-judge cell: top-1 rates by position and label with their chi-square p-values,
+    consistency across orders, flips across samples, ties, and the gain from aggregation."""
+    rows = []
+    for c in cells:
+        b = c.metrics.get("bias") or {}
+        if "top1_by_position" not in b:
+            continue
+        first = (c.metrics.get("first_judgement") or {}).get("means") or {}
+        rows.append(
+            {
+                "cell_id": c.cell_id,
+                "judgements_per_item": c.metrics.get("judgements_per_item"),
+                "position_keys": b["top1_by_position"]["keys"],
+                "position_rates": b["top1_by_position"]["rates"],
+                "position_p": b["top1_by_position"]["p_value"],
+                "label_keys": b["top1_by_label"]["keys"],
+                "label_rates": b["top1_by_label"]["rates"],
+                "label_p": b["top1_by_label"]["p_value"],
+                "position_consistency": b.get("position_consistency"),
+                "flip_rate": b.get("flip_rate"),
+                "tie_rate": b.get("tie_rate"),
+                "hit_at_1_first_judgement": first.get("hit_at_1"),
+                "hit_at_1_aggregated": c.metrics.get("hit_at_1"),
+            }
+        )
+    return rows
 
 
 def write_comparison(path: Path, result: dict[str, Any]) -> Path:

@@ -312,6 +312,33 @@ def _agreement_table(ag: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _rates(keys: list[str], rates: list[float]) -> str:
+    return " ".join(f"{k}:{r:.2f}" for k, r in zip(keys, rates, strict=True))
+
+
+def _bias_html(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return '<p class="note">No list judge in these runs.</p>'
+    head = (
+        "<tr><th>cell</th><th>judgements / item</th><th>top-1 by position</th><th>p</th><th>top-1 by label</th>"
+        "<th>p</th><th>position consistency</th><th>flip rate</th><th>tie rate</th>"
+        "<th>Hit@1 first judgement</th><th>Hit@1 aggregated</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(r['cell_id'])}</td><td>{_e(r['judgements_per_item'])}</td>"
+        f"<td>{_e(_rates(r['position_keys'], r['position_rates']))}</td><td>{_p(r['position_p'])}</td>"
+        f"<td>{_e(_rates(r['label_keys'], r['label_rates']))}</td><td>{_p(r['label_p'])}</td>"
+        f"<td>{_num(r['position_consistency'])}</td><td>{_num(r['flip_rate'])}</td><td>{_num(r['tie_rate'])}</td>"
+        f"<td>{_num(r['hit_at_1_first_judgement'])}</td><td>{_num(r['hit_at_1_aggregated'])}</td></tr>"
+        for r in rows
+    )
+    return (
+        f'<table class="bias">{head}{body}</table><p class="note">Share of judgements whose top score went to '
+        "each position / label (ties split), with a chi-square test against uniform; consistency: how often "
+        "the top choice survives a change of order; flips: between samples of one order.</p>"
+    )
+
+
 def _cost_html(rows: list[dict[str, Any]], prices: dict[str, Any]) -> str:
     out = [
         '<table class="cost"><tr><th class="l">cell</th><th class="l">model</th><th>units</th><th>cache hits</th>'
@@ -378,6 +405,8 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         heatmap_svg(ag["cells"], ag["mean_kendall_tau_b"], ag["n_items"]),
         _agreement_table(ag),
         f'<p class="note">{_e(ag["note"])}</p>',
+        '<h2 id="bias">Position and label bias</h2>',
+        _bias_html(result.get("bias") or []),
         '<h2 id="cost">Cost</h2>',
         _cost_html(result["cost"], result["prices"]),
         f'<h2 id="items">Items where {_e(a_id)} and {_e(b_id or "the human ranks")} disagree most</h2>',
@@ -454,6 +483,24 @@ def render_md(result: dict[str, Any]) -> str:
     ]
     for n, row in zip(ag["cells"], ag["mean_kendall_tau_b"], strict=True):
         lines.append(f"| {_md(n)} | " + " | ".join(_num(v, 2) for v in row) + " |")
+    bias_rows = result.get("bias") or []
+    if bias_rows:
+        lines += [
+            "",
+            "## Position and label bias",
+            "",
+            "| cell | judgements/item | top-1 by position (p) | top-1 by label (p) | consistency | flips | ties "
+            "| Hit@1 first | Hit@1 aggregated |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in bias_rows:
+            lines.append(
+                f"| {_md(r['cell_id'])} | {r['judgements_per_item']} | "
+                f"{_rates(r['position_keys'], r['position_rates'])} ({_p(r['position_p'])}) | "
+                f"{_rates(r['label_keys'], r['label_rates'])} ({_p(r['label_p'])}) | "
+                f"{_num(r['position_consistency'])} | {_num(r['flip_rate'])} | {_num(r['tie_rate'])} | "
+                f"{_num(r['hit_at_1_first_judgement'])} | {_num(r['hit_at_1_aggregated'])} |"
+            )
     lines += [
         "",
         "## Cost",
