@@ -291,7 +291,7 @@ def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: 
 
         prep = prepare(workspace, judge, data, limit=limit, overrides=over)
         assert quick_config_hash(workspace, judge, data, limit, over) == stable_hash(
-            run_config(prep, data, limit, over)
+            run_config(prep, data, limit, over, workspace)
         )
     # A template edit changes the hash, so a finished cell is not reused after it.
     before = quick_config_hash(workspace, "local", data, 3, {})

@@ -95,6 +95,8 @@ class JudgeConfig:
     shuffle_labels: bool = False
     samples: int = 1
     aggregation: str = "mean"
+    summarizer: str = ""
+    """A judge that writes summaries for items without one (context = "summary")."""
     score_by: str = "sampled"
     top_logprobs: int = 20
     scale_min: int = 1

@@ -35,6 +35,7 @@ from dialbgm.results import (
     write_jsonl,
 )
 from dialbgm.scoring import run_metrics, score_items
+from dialbgm.summaries import summarizer_identity
 from dialbgm.workspace import Workspace
 
 
@@ -50,6 +51,7 @@ class Prepared:
     backend: Backend
     prompts: PromptSet | None
     pool: FewShotPool | None
+    summaries: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -68,7 +70,10 @@ def prepare(
     limit: int | None = None,
     overrides: dict[str, Any] | None = None,
     provider_overrides: dict[str, Any] | None = None,
+    allow_summary_calls: bool = False,
 ) -> Prepared:
+    """Plan a run. Summaries a summarizer must write are read from the cache, and generated
+    (calls) only when ``allow_summary_calls``; planning alone never calls the judge."""
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
     if provider_overrides:
@@ -81,13 +86,11 @@ def prepare(
         if not backend.needs_messages:
             raise ConfigError(f"judge {judge.name!r}: few_shot applies to LLM judges only")
         pool = load_pool(ws.resolve(judge.few_shot_pool), dataset)
+    summaries: list[dict[str, Any]] = []
     if judge.context == "summary":
-        missing = [i.id for i in dataset if i.summary is None]
-        if missing:
-            raise ConfigError(
-                f"context=summary, but {len(missing)} item(s) have no summary "
-                f"(first: {', '.join(missing[:5])}); add a 'summary' field to them"
-            )
+        from dialbgm.summaries import fill_summaries
+
+        dataset, summaries = fill_summaries(ws, dataset, judge, allow_calls=allow_summary_calls)
     if judge.aggregation == "kemeny":
         from dialbgm.aggregate import KEMENY_MAX_CANDIDATES
 
@@ -100,7 +103,7 @@ def prepare(
     units = build_units(dataset, judge, pool)
     schemas: dict[int, dict[str, Any]] = {}
     requests = [_request_for(unit, judge, backend, prompts, schemas) for unit in units]
-    return Prepared(judge, provider, dataset, units, requests, backend, prompts, pool)
+    return Prepared(judge, provider, dataset, units, requests, backend, prompts, pool, summaries)
 
 
 def _request_for(
@@ -240,7 +243,9 @@ def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> Provid
     return replace(provider, **changes)
 
 
-def run_config(prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+def run_config(
+    prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None, ws: Workspace
+) -> dict[str, Any]:
     """What defines a run's results: a resumed run must have exactly this again."""
     return _config_dict(
         prep.judge,
@@ -251,6 +256,7 @@ def run_config(prep: Prepared, data_path: Path, limit: int | None, overrides: di
         prep.prompts.sha256 if prep.prompts else None,
         prep.pool.sha256 if prep.pool else None,
         overrides,
+        summarizer_identity(ws, prep.judge),
     )
 
 
@@ -263,6 +269,7 @@ def _config_dict(
     template_sha256: str | None,
     pool_sha256: str | None,
     overrides: dict[str, Any] | None,
+    summarizer: str | None,
 ) -> dict[str, Any]:
     return {
         "judge": judge.to_dict(),
@@ -270,6 +277,7 @@ def _config_dict(
         "data": {"path": str(data_path), "sha256": data_sha256, "limit": limit},
         "template_sha256": template_sha256,
         "few_shot_pool_sha256": pool_sha256,
+        "summarizer_sha256": summarizer,
         "overrides": overrides or {},
         "parser_version": PARSER_VERSION,
     }
@@ -292,7 +300,15 @@ def quick_config_hash(
     if judge.few_shot > 0:
         pool_sha = hashlib.sha256(ws.resolve(judge.few_shot_pool).read_bytes()).hexdigest()
     config = _config_dict(
-        judge, provider, data_path, data_sha, limit, prompts.sha256 if prompts else None, pool_sha, overrides
+        judge,
+        provider,
+        data_path,
+        data_sha,
+        limit,
+        prompts.sha256 if prompts else None,
+        pool_sha,
+        overrides,
+        summarizer_identity(ws, judge),
     )
     return stable_hash(config)
 
@@ -346,8 +362,16 @@ def run_eval(
         out_dir = resume
     elif retry_failed:
         raise ConfigError("--retry-failed re-attempts the failed calls of a run: use it with --resume RUN")
-    prep = prepare(ws, judge_name, data_path, limit=limit, overrides=overrides, provider_overrides=provider_overrides)
-    config = run_config(prep, data_path, limit, overrides)
+    prep = prepare(
+        ws,
+        judge_name,
+        data_path,
+        limit=limit,
+        overrides=overrides,
+        provider_overrides=provider_overrides,
+        allow_summary_calls=True,
+    )
+    config = run_config(prep, data_path, limit, overrides, ws)
     config_hash = stable_hash(config)
     if stored_plan is not None and stored_plan["config_hash"] != config_hash:
         changed = "\n  ".join(config_changes(stored_plan["config"], redact(config))[:20])
@@ -488,6 +512,8 @@ def _finish(
         },
         "tokens": dict(tokens),
     }
+    if prep.summaries:
+        write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
     write_jsonl(out_dir / "units.jsonl", unit_rows)
     write_jsonl(out_dir / "items.jsonl", items)
     write_json(out_dir / "metrics.json", metrics)
