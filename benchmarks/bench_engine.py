@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,10 +22,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
 from bench_spine import generate  # noqa: E402
+from common import print_report  # noqa: E402
 
 
 def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
@@ -160,10 +160,7 @@ def main() -> None:
     rows.append((f"{args.big:,}-unit run: peak RSS", f"{big['rss_mb']:.0f} MB"))
     rows.append((f"{args.big:,}-unit run: wall time", f"{big['wall']:.0f} s ({args.big / big['wall']:.0f} calls/s)"))
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("\n| measure | figure |\n|---|---|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
+    print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

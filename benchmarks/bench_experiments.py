@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -30,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer  # noqa: E402
 
 from bench_spine import generate  # noqa: E402
+from common import print_report  # noqa: E402
 
 JUDGES = ("bench-a", "bench-b", "bench-c", "bench-d")
 ENTRY = (
@@ -130,15 +130,7 @@ def main() -> None:
         rows.append((f"stage: {name}", f"{v:.2f} s ({100 * v / med:.0f}%)"))
     cmp = json.loads((tmp / "results" / "experiments" / "bench" / "comparison.json").read_text())
     rows.append(("paired comparisons × metrics (Holm family)", str(cmp["family"]["n_tests"])))
-    import multiprocessing
-
-    print(
-        f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-    print("\n| measure | figure |\n|---|---|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
+    print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -22,9 +21,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer  # noqa: E402
+
+from common import print_report  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 WORDS = [
@@ -208,15 +209,7 @@ def main() -> None:
 
     rows.extend(stage_times(tmp, data, base_url_of(tmp)))
 
-    import multiprocessing
-
-    print(
-        f"machine: {platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-    print("\n| measure | figure |\n|---|---|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
+    print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

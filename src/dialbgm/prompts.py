@@ -35,6 +35,18 @@ def labels_for(n: int) -> list[str]:
     return list(LABELS[:n])
 
 
+def sandboxed_env(folder: Path) -> SandboxedEnvironment:
+    """Templates are code, dialogue text is data: sandboxed, and a missing variable is an error."""
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
 @dataclass(frozen=True)
 class Shot:
     """One few-shot example: a pool item, the candidates shown and the answer to imitate."""
@@ -57,14 +69,7 @@ class PromptSet:
             raise TemplateError(f"template {folder}: missing {', '.join(missing)}")
         self.folder = folder
         self._system_memo: dict[str, str] = {}
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(folder)),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-        )
+        self.env = sandboxed_env(folder)
         try:
             self.criteria_text = tomllib.loads((folder / "criteria.toml").read_text("utf-8"))
         except tomllib.TOMLDecodeError as e:

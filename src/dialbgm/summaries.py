@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from dialbgm.config import JudgeConfig, load_judge, load_provider, require_key
 from dialbgm.data import Dataset, Item
 from dialbgm.errors import ConfigError, ProviderError, TemplateError
+from dialbgm.prompts import sandboxed_env
 from dialbgm.workspace import Workspace
 
 TEMPLATE_DIR = "summarize"
@@ -32,13 +32,7 @@ class SummaryTemplate:
         if missing:
             raise TemplateError(f"summary template {folder}: missing {', '.join(missing)}")
         self.folder = folder
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(folder)),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self.env = sandboxed_env(folder)
         h = hashlib.sha256()
         for f in FILES:
             h.update(f.encode() + (folder / f).read_bytes())
