@@ -298,3 +298,25 @@ def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: 
     tmpl = workspace.prompts_dir / "weighted_criteria" / "system.j2"
     tmpl.write_text(tmpl.read_text() + "\nBe brief.")
     assert quick_config_hash(workspace, "local", data, 3, {}) != before
+
+
+def test_an_interrupted_cell_is_resumed_from_its_journal(workspace: Workspace) -> None:
+    import shutil
+
+    with ScriptedOpenAIServer(lambda b, n: reply_for(b)) as server:
+        path = write_experiment(workspace, llm_experiment(server.base_url))
+        exp = load_experiment(workspace, path)
+        assert cli.invoke(app, ["compare", str(path)]).exit_code == 0
+        calls = len(server.requests)
+        cell = exp.out_dir(workspace) / "llm__cot=false__params.temperature=0.0"
+        # As if killed mid-run: the plan and journal are there, the final files are not; and the
+        # cache lost its entries, so only the journal can spare the calls.
+        for f in ("manifest.json", "metrics.json", "units.jsonl", "items.jsonl"):
+            (cell / f).unlink()
+        shutil.rmtree(workspace.cache_dir)
+        res = cli.invoke(app, ["compare", str(path)])
+        assert res.exit_code == 0, res.output
+        manifest = json.loads((cell / "manifest.json").read_text())
+        assert manifest["counts"]["resumed_from_journal"] == 4
+        # The other LLM cell lost its cache but not its folder: it is reused, so nothing is called.
+        assert len(server.requests) == calls

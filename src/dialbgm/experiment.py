@@ -25,6 +25,7 @@ re-run, or a new level, only calls for what is not cached yet.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -396,8 +397,15 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
                 }
             )
             continue
+        interrupted = (out / "plan.json").exists() and not (out / "manifest.json").exists()
+        result = None
+        if interrupted:
+            # An interrupted cell (Ctrl-C, kill) is finished from its own journal, like `eval --resume`;
+            # if its configuration changed since, it is started afresh below.
+            with contextlib.suppress(ConfigError):
+                result = run_eval(ws, cell.judge, exp.data_path, resume=out)
         # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it.
-        result = run_eval(
+        result = result or run_eval(
             ws,
             cell.judge,
             exp.data_path,
