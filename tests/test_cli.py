@@ -160,3 +160,18 @@ def test_help_and_cached_reruns_do_not_import_litellm(workspace: Workspace, tmp_
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert "CALLS 0 LITELLM False" in out
+
+
+def test_cache_prune_verify_and_hit_rates(workspace: Workspace, tmp_path: Path) -> None:
+    with ScriptedOpenAIServer() as server:
+        args = ["eval", "-j", "openai-compatible", "--limit", "3", "--set", f'api_base="{server.base_url}"']
+        assert runner.invoke(app, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
+        assert runner.invoke(app, [*args, "--out", str(tmp_path / "b")]).exit_code == 0
+    stats = runner.invoke(app, ["cache", "stats"]).output
+    # First run: 3 misses; second: 3 hits (lookups are counted across runs and processes).
+    assert "3 hits, 3 misses (hit rate 50.0%)" in stats
+    assert "3 entries, 0 problems" in runner.invoke(app, ["cache", "verify"]).output
+    assert runner.invoke(app, ["cache", "prune", "--older-than", "1d"]).output.startswith("removed 0 entries")
+    bad = runner.invoke(app, ["cache", "prune", "--older-than", "soon"])
+    assert bad.exit_code == 2 and "use a number with d, h, m or s" in bad.output
+    assert "removed 3 entries" in runner.invoke(app, ["cache", "prune", "--older-than", "0s"]).output
