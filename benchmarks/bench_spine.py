@@ -105,7 +105,7 @@ import time, json
 t0 = time.perf_counter()
 from pathlib import Path
 from dialbgm.workspace import find_workspace
-from dialbgm import runner
+from dialbgm import runner, scoring
 from dialbgm.cache import ResponseCache
 from dialbgm.data import load_dataset
 t1 = time.perf_counter()
@@ -119,9 +119,9 @@ outcomes, misses = runner.lookup(prep, cache)
 assert not misses
 t4 = time.perf_counter()
 rows = runner.parse_outcomes(prep, [o for o in outcomes if o is not None])
-items = runner.score_items(prep.dataset, rows)
+items = scoring.score_items(prep.dataset, rows, prep.judge)
 t5 = time.perf_counter()
-runner.aggregate(items, prep.dataset)
+scoring.run_metrics(items, prep.dataset, prep.judge, rows)
 t6 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
 """
@@ -134,7 +134,7 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
         "plan + render + key every request (includes a second load)",
         "cache lookups",
         "parse replies + per-item metrics",
-        "bootstrap intervals (6 metrics × 2,000 resamples)",
+        "run metrics: bootstrap intervals (6 metrics × 2,000 resamples) + bias diagnostics",
     ]
     return [(f"stage: {n}", f"{v:.3f} s") for n, v in zip(names, t, strict=True)]
 

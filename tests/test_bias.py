@@ -242,3 +242,23 @@ def test_tie_rate() -> None:
     assert tie_rate(js) == pytest.approx(3 / 5)
     with pytest.raises(ValueError):
         tie_rate([])
+
+
+def test_chi2_survival_function_matches_scipy() -> None:
+    from scipy.stats import chi2, chisquare
+
+    from dialbgm.bias import chi2_sf
+
+    for dof in range(1, 12):
+        for x in (0.0, 0.01, 0.5, 1.0, 3.3, 7.8, 15.0, 40.0, 200.0, 1500.0):
+            assert chi2_sf(x, dof) == pytest.approx(float(chi2.sf(x, dof)), rel=1e-9, abs=1e-300)
+    counts = [30.5, 10.0, 12.5, 7.0]
+    ref = chisquare(counts)
+    test = top1_by_position_counts(counts)
+    assert test.chi2 == pytest.approx(float(ref.statistic)) and test.p_value == pytest.approx(float(ref.pvalue))
+
+
+def top1_by_position_counts(counts: list[float]) -> PositionTest:
+    from dialbgm.bias import _uniformity_test
+
+    return _uniformity_test([str(k + 1) for k in range(len(counts))], counts, int(sum(counts)))
