@@ -151,3 +151,103 @@ def test_one_broken_judge_file_does_not_hide_the_others(workspace: Workspace) ->
     res = runner.invoke(app, ["judges"], env={"COLUMNS": "250"})
     assert res.exit_code == 0
     assert "broken" in res.output and "invalid" in res.output and "gpt-4o" in res.output
+
+
+def test_an_rpm_below_one_still_lets_requests_through() -> None:
+    import asyncio
+
+    from dialbgm.ratelimit import RateLimiter
+
+    now = [0.0]
+
+    async def sleep(s: float) -> None:
+        now[0] += s
+
+    lim = RateLimiter(rpm=0.5, tpm=None, clock=lambda: now[0], sleep=sleep)
+
+    async def go() -> list[float]:
+        out = []
+        for _ in range(3):
+            await lim.acquire()
+            out.append(now[0])
+        return out
+
+    times = asyncio.run(go())
+    assert times[1] - times[0] == pytest.approx(120.0) and times[2] - times[1] == pytest.approx(120.0)
+
+
+def test_retry_sleeps_never_pass_the_time_budget() -> None:
+    import time as _time
+
+    from dialbgm.retry import RetryableError, call_with_retries
+
+    def always_429() -> str:
+        raise RetryableError("429", retry_after=30.0, status=429)
+
+    t0 = _time.monotonic()
+    with pytest.raises(RetryableError):
+        call_with_retries(always_429, max_attempts=10, max_seconds=1.0, base_delay=0.01, max_delay=0.05)
+    assert _time.monotonic() - t0 < 1.5
+
+
+def test_provider_settings_that_change_answers_change_the_hash_and_throughput_ones_do_not(
+    workspace: Workspace, sample_path: Path
+) -> None:
+    from dialbgm.runner import quick_config_hash
+
+    base = quick_config_hash(workspace, "embedding", sample_path, None, None)
+    path = workspace.providers_dir / "embedding.toml"
+    text = path.read_text()
+    path.write_text(text.replace("concurrency = 1", "concurrency = 3"))
+    assert quick_config_hash(workspace, "embedding", sample_path, None, None) == base
+    path.write_text(text.replace('embedding_model = "all-MiniLM-L6-v2-int8"', 'embedding_model = "other"'))
+    assert quick_config_hash(workspace, "embedding", sample_path, None, None) != base
+    judge = workspace.judges_dir / "embedding.toml"
+    path.write_text(text)
+    judge.write_text(judge.read_text().replace('description = "', 'description = "Reworded: '))
+    assert "Reworded" in judge.read_text()
+    assert quick_config_hash(workspace, "embedding", sample_path, None, None) == base
+
+
+def test_resume_refuses_a_change_before_generating_any_summary(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    run_eval(workspace, "random", sample_path, out_dir=out, limit=2)
+    (out / "manifest.json").unlink()
+    with pytest.raises(ConfigError, match="configuration changed"):
+        run_eval(workspace, "random", sample_path, resume=out, overrides={"seed": 9})
+
+
+def test_an_empty_cached_summary_is_asked_again(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    from dialbgm.errors import ProviderError
+
+    replies = iter(["", "A calm chat.", "A tense chat.", "A happy chat.", "spare"])
+    with ScriptedOpenAIServer(lambda b, n: Reply(next(replies))) as server:
+        (workspace.judges_dir / "summ.toml").write_text(
+            f'provider = "openai-compatible"\nmodel = "m"\napi_base = "{server.base_url}"\n'
+        )
+        over = {"context": "summary", "summarizer": "summ"}
+        with pytest.raises(ProviderError, match="empty summary"):
+            run_eval(workspace, "embedding", sample_path, out_dir=tmp_path / "a", overrides=over)
+        res = run_eval(workspace, "embedding", sample_path, out_dir=tmp_path / "b", overrides=over)
+        assert res.metrics["n_items"] == 48
+        assert len(server.requests) == 4  # 3 summaries, then the empty one asked again
+
+
+def test_an_interrupted_cell_whose_settings_changed_starts_afresh(workspace: Workspace) -> None:
+    from dialbgm.experiment import load_experiment, run_cells
+
+    exp_dir = workspace.root / "experiments"
+    exp_dir.mkdir(exist_ok=True)
+    path = exp_dir / "e.toml"
+    path.write_text('[data]\npath = "data/sample.jsonl"\nlimit = 2\n[judges.random]\nseed = [0]\n')
+    exp = load_experiment(workspace, path)
+    run_cells(workspace, exp)
+    cell = exp.out_dir(workspace) / exp.cells[0].cell_id
+    (cell / "manifest.json").unlink()  # interrupted
+    path.write_text('[data]\npath = "data/sample.jsonl"\nlimit = 4\n[judges.random]\nseed = [0]\n')
+    exp = load_experiment(workspace, path)
+    run_cells(workspace, exp)
+    manifest = json.loads((exp.out_dir(workspace) / exp.cells[0].cell_id / "manifest.json").read_text())
+    assert manifest["dataset"]["n_items"] == 4  # the cell as it is now, not the interrupted one

@@ -384,7 +384,8 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
         if progress:
             progress(k, len(exp.cells), cell)
         out = root / cell.cell_id
-        reused = _up_to_date(out, quick_config_hash(ws, cell.judge, exp.data_path, cell.limit, cell.overrides))
+        cell_hash = quick_config_hash(ws, cell.judge, exp.data_path, cell.limit, cell.overrides)
+        reused = _up_to_date(out, cell_hash)
         if reused is not None:
             rows.append(
                 {
@@ -397,7 +398,11 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
                 }
             )
             continue
-        interrupted = (out / "plan.json").exists() and not (out / "manifest.json").exists()
+        interrupted = (
+            (out / "plan.json").exists()
+            and not (out / "manifest.json").exists()
+            and _plan_hash(out) == cell_hash  # the cell as it is now, not as it was when interrupted
+        )
         result = None
         if interrupted:
             # An interrupted cell (Ctrl-C, kill) is finished from its own journal, like `eval --resume`;
@@ -425,6 +430,15 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
             }
         )
     return rows
+
+
+def _plan_hash(run_dir: Path) -> str | None:
+    try:
+        plan: dict[str, Any] = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = plan.get("config_hash")
+    return value if isinstance(value, str) else None
 
 
 def _up_to_date(run_dir: Path, config_hash: str) -> dict[str, Any] | None:

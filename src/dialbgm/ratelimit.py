@@ -38,7 +38,8 @@ class RateLimiter:
         dt = max(0.0, now - self._last)
         self._last = now
         if self.rpm:
-            self._requests = min(self.rpm, self._requests + dt * self.rpm / 60)
+            # At least one request must fit in the bucket, or an rpm below 1 would wait forever.
+            self._requests = min(max(self.rpm, 1.0), self._requests + dt * self.rpm / 60)
         if self.tpm:
             self._tokens = min(self.tpm, self._tokens + dt * self.tpm / 60)
 

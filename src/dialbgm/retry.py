@@ -60,7 +60,9 @@ def _policy(
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, max_seconds))
-        return delay
+        # Never sleep past the time budget: the bound holds for the sleeps, and the last attempt
+        # is itself bounded by the request timeout.
+        return max(0.0, min(delay, max_seconds - (state.seconds_since_start or 0.0)))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry and state.outcome and state.next_action:

@@ -271,8 +271,9 @@ def _config_dict(
     overrides: dict[str, Any] | None,
     summarizer: str | None,
 ) -> dict[str, Any]:
+    judge_record = {k: v for k, v in judge.to_dict().items() if k != "description"}  # cosmetic only
     return {
-        "judge": judge.to_dict(),
+        "judge": judge_record,
         "provider": _provider_record(provider),
         "data": {"path": str(data_path), "sha256": data_sha256, "limit": limit},
         "template_sha256": template_sha256,
@@ -288,8 +289,15 @@ def quick_config_hash(
 ) -> str:
     """The config hash a run would have, without loading the data or rendering anything.
 
-    Lets ``compare`` recognise a cell whose finished folder is already up to date.
+    Lets ``compare`` recognise a cell whose finished folder is already up to date, and
+    ``--resume`` refuse a changed configuration before anything (a summary included) is called.
     """
+    return stable_hash(quick_config(ws, judge_name, data_path, limit, overrides))
+
+
+def quick_config(
+    ws: Workspace, judge_name: str, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
     import hashlib
 
     judge = load_judge(ws, judge_name, overrides)
@@ -310,7 +318,7 @@ def quick_config_hash(
         overrides,
         summarizer_identity(ws, judge),
     )
-    return stable_hash(config)
+    return config
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -358,8 +366,18 @@ def run_eval(
                 "pass the same --set options again together with --resume"
             )
         overrides = args["overrides"] if overrides is None else overrides
-        provider_overrides = provider_overrides or args.get("provider_overrides")
+        stored_po = dict(args.get("provider_overrides") or {})
+        stored_po.update({k: v for k, v in (provider_overrides or {}).items() if v is not None})
+        provider_overrides = stored_po
         out_dir = resume
+        # Refuse a changed configuration before anything is called (summaries included).
+        current = quick_config(ws, judge_name, data_path, limit, overrides)
+        if stable_hash(current) != stored_plan["config_hash"]:
+            changed = "\n  ".join(config_changes(stored_plan["config"], redact(current))[:20])
+            raise ConfigError(
+                f"--resume {resume}: the configuration changed since the run started, so its results would "
+                f"mix two setups; start a new run instead. Changed:\n  {changed or '(secret values)'}"
+            )
     elif retry_failed:
         raise ConfigError("--retry-failed re-attempts the failed calls of a run: use it with --resume RUN")
     prep = prepare(
@@ -521,20 +539,30 @@ def _finish(
     return RunResult(out_dir, metrics, manifest, unit_rows)
 
 
+# Settings that change how fast or how patiently a provider is called, never what it answers:
+# left out of the config hash, so changing them neither blocks --resume nor re-runs a cell.
+_THROUGHPUT = {
+    "concurrency",
+    "rpm",
+    "tpm",
+    "timeout",
+    "max_attempts",
+    "max_retry_seconds",
+    "startup_timeout",
+    "api_key_env",
+    "api_key_required",
+    "api_base_env",
+}
+
+
 def _provider_record(p: ProviderConfig) -> dict[str, Any]:
-    """The provider's settings for the manifest: names of key variables, never their values."""
-    return {
-        "name": p.name,
-        "kind": p.kind,
-        "route": p.route,
-        "api_base": p.effective_api_base(),
-        "api_key_env": p.api_key_env,
-        "capabilities": {
-            "structured_output": p.capabilities.structured_output,
-            "streaming_only": p.capabilities.streaming_only,
-            "temperature": p.capabilities.temperature,
-        },
-    }
+    """Every provider setting that can change an answer (the effective base URL included);
+    the name of the key's variable is recorded in the manifest, never its value."""
+    from dataclasses import asdict
+
+    record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
+    record["api_base"] = p.effective_api_base()
+    return record
 
 
 def render_item(

@@ -98,7 +98,8 @@ def fill_summaries(
         hits: set[int] = set()
         for k, req in enumerate(requests):
             resp = cache.get(req)
-            if resp is not None:
+            # An empty reply is cached like any success, but is no summary: ask again.
+            if resp is not None and clean_summary(resp.text):
                 texts[k] = resp.text
                 hits.add(k)
         todo = [k for k in range(len(requests)) if k not in texts]
