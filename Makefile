@@ -16,6 +16,8 @@ test: setup
 bench: setup
 	.venv/bin/python benchmarks/bench_spine.py
 	.venv/bin/python benchmarks/bench_reliability.py
+	.venv/bin/python benchmarks/bench_engine.py
+	.venv/bin/python benchmarks/bench_experiments.py
 
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup

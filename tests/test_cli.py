@@ -175,3 +175,17 @@ def test_cache_prune_verify_and_hit_rates(workspace: Workspace, tmp_path: Path) 
     bad = runner.invoke(app, ["cache", "prune", "--older-than", "soon"])
     assert bad.exit_code == 2 and "use a number with d, h, m or s" in bad.output
     assert "removed 3 entries" in runner.invoke(app, ["cache", "prune", "--older-than", "0s"]).output
+
+
+def test_bad_run_control_options_exit_2(workspace: Workspace, tmp_path: Path) -> None:
+    cases = [
+        (["eval", "-j", "random", "--concurrency", "0"], "--concurrency must be a whole number >= 1"),
+        (["eval", "-j", "random", "--rpm", "-5"], "--rpm must be a number > 0"),
+        (["eval", "-j", "random", "--retry-failed"], "use it with --resume RUN"),
+        (["eval", "--resume", str(tmp_path)], "no plan.json there"),
+    ]
+    for args, needle in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert needle in res.output, (args, res.output)
+    assert not workspace.results_dir.exists()

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -291,10 +291,6 @@ def _check_judge(j: JudgeConfig, path: Path) -> None:
     total = sum(j.weights.values())
     if not math.isfinite(total) or total <= 0:
         raise ConfigError(f"{path}: weights: must not all be zero, and must have a finite sum")
-
-
-def with_overrides(judge: JudgeConfig, **changes: Any) -> JudgeConfig:
-    return replace(judge, **changes)
 
 
 def require_key(judge: JudgeConfig, provider: ProviderConfig) -> None:

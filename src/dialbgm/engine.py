@@ -130,25 +130,13 @@ def run_calls(
     on_progress: ProgressFn | None = None,
 ) -> dict[int, UnitOutcome]:
     """Call every (index, unit id, request) in ``work``; returns index → outcome."""
-    return asyncio.run(_run(backend, provider, work, n_work, cache, journal, progress, on_progress))
-
-
-async def _run(
-    backend: Backend,
-    provider: ProviderConfig,
-    work: Iterable[tuple[int, str, Request]],
-    n_work: int,
-    cache: ResponseCache | None,
-    journal: JournalWriter | None,
-    progress: Progress,
-    on_progress: ProgressFn | None,
-) -> dict[int, UnitOutcome]:
-    limiter = RateLimiter(provider.rpm, provider.tpm)
     results: dict[int, UnitOutcome] = {}
+    if n_work == 0:  # a fully cached run needs no event loop
+        return results
     queue = iter(work)
     store = cache is not None and backend.cacheable
 
-    async def worker() -> None:
+    async def worker(limiter: RateLimiter) -> None:
         for i, unit_id, request in queue:  # a shared iterator: each unit is taken exactly once
             outcome = await _call_one(backend, provider, limiter, request, progress)
             if outcome.response is not None and store and cache is not None:
@@ -163,6 +151,10 @@ async def _run(
             if on_progress:
                 on_progress(progress)
 
-    n_workers = max(1, min(provider.concurrency, n_work))
-    await asyncio.gather(*(worker() for _ in range(n_workers)))
+    async def main() -> None:
+        # Created inside the loop: its asyncio.Lock belongs to this run's event loop.
+        limiter = RateLimiter(provider.rpm, provider.tpm)
+        await asyncio.gather(*(worker(limiter) for _ in range(max(1, min(provider.concurrency, n_work)))))
+
+    asyncio.run(main())
     return results

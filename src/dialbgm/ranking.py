@@ -18,8 +18,3 @@ def fractional_ranks(scores: Sequence[float]) -> list[float]:
         equal = sum(1 for t in scores if t == s)
         out.append(greater + (equal + 1) / 2)
     return out
-
-
-def ranking_order(scores: Sequence[float]) -> list[int]:
-    """Indices from best to worst; ties keep index order (for display only, never for metrics)."""
-    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))

@@ -17,7 +17,7 @@ from typing import Any
 from dialbgm.backends import Backend, make_backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
-from dialbgm.data import Dataset, Item, load_dataset
+from dialbgm.data import Dataset, load_dataset
 from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
 from dialbgm.errors import ConfigError, ResultsError
 from dialbgm.journal import JournalWriter, read_journal, read_plan, write_plan
@@ -202,15 +202,15 @@ def parse_outcomes(prep: Prepared, outcomes: list[UnitOutcome]) -> list[dict[str
         else:
             labels = labels_for(len(unit.shown)) if prep.judge.mode == "listwise" else None
             parsed = parse_reply(outcome.response, labels, lo, hi)
-            if prep.judge.score_by == "logprobs" and parsed.status == "ok" and parsed.scores is not None:
-                parsed, extra = _with_expectations(parsed, outcome.response, labels, lo, hi)
-                row = _unit_row(prep, unit, req, outcome, parsed)
-                by_label = {sh["label"]: sh["candidate"] for sh in row["shown"]}
-                extra["sampled_scores"] = {by_label[k]: v for k, v in extra["sampled_scores"].items()}
-                row.update(extra)
-                rows.append(row)
-                continue
-        rows.append(_unit_row(prep, unit, req, outcome, parsed))
+        extra: dict[str, Any] = {}
+        if prep.judge.score_by == "logprobs" and outcome.response is not None and parsed.scores is not None:
+            parsed, extra = _with_expectations(parsed, outcome.response, labels, lo, hi)
+        row = _unit_row(prep, unit, req, outcome, parsed)
+        if extra:
+            by_label = {sh["label"]: sh["candidate"] for sh in row["shown"]}
+            extra["sampled_scores"] = {by_label[k]: v for k, v in extra["sampled_scores"].items()}
+            row.update(extra)
+        rows.append(row)
     return rows
 
 
@@ -335,6 +335,15 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def _refuse_if_changed(resume: Path, stored_plan: dict[str, Any], config: dict[str, Any]) -> None:
+    if stable_hash(config) != stored_plan["config_hash"]:
+        changed = "\n  ".join(config_changes(stored_plan["config"], redact(config))[:20])
+        raise ConfigError(
+            f"--resume {resume}: the configuration changed since the run started, so its results would mix "
+            f"two setups; start a new run instead. Changed:\n  {changed or '(secret values)'}"
+        )
+
+
 def run_eval(
     ws: Workspace,
     judge_name: str,
@@ -371,13 +380,7 @@ def run_eval(
         provider_overrides = stored_po
         out_dir = resume
         # Refuse a changed configuration before anything is called (summaries included).
-        current = quick_config(ws, judge_name, data_path, limit, overrides)
-        if stable_hash(current) != stored_plan["config_hash"]:
-            changed = "\n  ".join(config_changes(stored_plan["config"], redact(current))[:20])
-            raise ConfigError(
-                f"--resume {resume}: the configuration changed since the run started, so its results would "
-                f"mix two setups; start a new run instead. Changed:\n  {changed or '(secret values)'}"
-            )
+        _refuse_if_changed(resume, stored_plan, quick_config(ws, judge_name, data_path, limit, overrides))
     elif retry_failed:
         raise ConfigError("--retry-failed re-attempts the failed calls of a run: use it with --resume RUN")
     prep = prepare(
@@ -391,12 +394,8 @@ def run_eval(
     )
     config = run_config(prep, data_path, limit, overrides, ws)
     config_hash = stable_hash(config)
-    if stored_plan is not None and stored_plan["config_hash"] != config_hash:
-        changed = "\n  ".join(config_changes(stored_plan["config"], redact(config))[:20])
-        raise ConfigError(
-            f"--resume {resume}: the configuration changed since the run started, so its results would mix "
-            f"two setups; start a new run instead. Changed:\n  {changed or '(secret values)'}"
-        )
+    if resume is not None and stored_plan is not None:
+        _refuse_if_changed(resume, stored_plan, config)
     if out_dir is None:
         stamp = started.replace(":", "").replace("-", "")[:15]
         out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"
@@ -574,7 +573,3 @@ def render_item(
     if not idx:
         raise ConfigError(f"no item {item_id!r} in {data_path}")
     return prep, idx
-
-
-def item_by_id(dataset: Dataset, item_id: str) -> Item:
-    return dataset.get(item_id)
