@@ -1,13 +1,14 @@
 """Engine benchmarks, side by side in one run (issue: fast and unbreakable).
 
-    .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000]
+    .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000] [--memory-only]
 
 1. Throughput against the loopback server with 200 ms added latency at concurrency 64: dialbgm
    (litellm async path, cache writes, journal) against a bare httpx async client sending the
    same requests at the same concurrency. The ratio is the figure.
 2. Per-call CPU time of dialbgm on a cache miss (zero-latency server in its own process) and on a
    cache hit.
-3. Peak memory of a 50,000-unit run (zero-latency server), and its wall time.
+3. Peak memory against run length (zero-latency server): 400, 5,000 and 50,000 units of a
+   4-orders × 10-samples grid, the growth per 1,000 units, and a 50,000-item run.
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ from pathlib import Path
 from dialbgm.runner import run_eval, prepare
 from dialbgm.workspace import find_workspace
 ws = find_workspace()
-over = {{"api_base": {url!r}}}
+over = {{"api_base": {url!r}, **{extra!r}}}
 t0, c0 = time.perf_counter(), time.process_time()
 r = run_eval(ws, "openai-compatible", Path({data!r}), out_dir=Path({out!r}), overrides=over,
              provider_overrides={{"concurrency": {conc}}}, use_cache={use_cache}, force=True)
 print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
                   "calls": r.manifest["counts"]["provider_calls"], "hits": r.manifest["counts"]["cache_hits"],
                   "ok": r.manifest["counts"]["by_status"].get("ok", 0),
+                  "units": r.manifest["counts"]["units"],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -78,7 +80,7 @@ from dialbgm.runner import prepare
 from dialbgm.workspace import find_workspace
 prep = prepare(find_workspace(), "openai-compatible", Path({data!r}), overrides={{"api_base": {url!r}}})
 bodies = [{{"model": r.model.split("/", 1)[1], "messages": r.messages, **{{k: v for k, v in r.params.items()}}}}
-          for r in prep.requests]
+          for r in prep.iter_requests()]
 async def main():
     sem = asyncio.Semaphore({conc})
     limits = httpx.Limits(max_connections={conc}, max_keepalive_connections={conc})
@@ -95,14 +97,63 @@ print(json.dumps({{"wall": asyncio.run(main())}}))
 """
 
 
+def memory_rows(tmp: Path, env: dict[str, str], big: int) -> list[tuple[str, str]]:
+    """Peak memory against the number of units, in the shape of a real grid: each item judged in
+    4 candidate orders × 10 samples (40 units per item), so 50,000 units are 1,250 items; and a
+    50,000-item run of one unit each, where the data itself is the bulk."""
+    per_item = 40
+    shape = {"orders": 4, "samples": 10}
+    server, url = start_server(0.0)
+    out: list[tuple[str, str]] = []
+    try:
+        peaks: dict[int, float] = {}
+        for units in (per_item * 10, big // 10, big):
+            data = tmp / f"mem-{units}.jsonl"
+            generate(data, units // per_item, seed=units)  # distinct items: no run reuses another's answers
+            code = EVAL.format(
+                data=str(data), url=url, out=str(tmp / f"mem-{units}"), conc=64, use_cache=True, extra=shape
+            )
+            r = run_child(code, env)
+            assert r["ok"] == units == r["units"], r
+            peaks[units] = r["rss_mb"]
+            out.append(
+                (
+                    f"{units:,} units ({units // per_item:,} items × 4 orders × 10 samples): peak RSS",
+                    f"{r['rss_mb']:.0f} MB ({r['wall']:.0f} s, {units / r['wall']:.0f} calls/s)",
+                )
+            )
+        lo, hi = big // 10, big
+        slope = (peaks[hi] - peaks[lo]) / ((hi - lo) / 1000)
+        out.append((f"growth from {lo:,} to {hi:,} units", f"{slope:.2f} MB per 1,000 units"))
+        data = tmp / "mem-items.jsonl"
+        generate(data, big, seed=4)
+        code = EVAL.format(data=str(data), url=url, out=str(tmp / "mem-items"), conc=64, use_cache=True, extra={})
+        r = run_child(code, env)
+        assert r["ok"] == big, r
+        out.append(
+            (
+                f"{big:,} items × 1 unit: peak RSS (the data is held: {data.stat().st_size / 2**20:.0f} MB of JSONL)",
+                f"{r['rss_mb']:.0f} MB ({r['wall']:.0f} s)",
+            )
+        )
+    finally:
+        server.kill()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=640)
     ap.add_argument("--big", type=int, default=50000)
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory figures")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dialbgm-engine-"))
     env = workspace(tmp)
     rows: list[tuple[str, str]] = []
+    if args.memory_only:
+        print_report(memory_rows(tmp, env, args.big))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
 
     # 1. Throughput at 200 ms latency, concurrency 64.
     data = tmp / "thr.jsonl"
@@ -110,7 +161,9 @@ def main() -> None:
     server, url = start_server(0.2)
     try:
         bare = run_child(BARE.format(data=str(data), url=url, conc=64), env)
-        ours = run_child(EVAL.format(data=str(data), url=url, out=str(tmp / "thr"), conc=64, use_cache=False), env)
+        ours = run_child(
+            EVAL.format(data=str(data), url=url, out=str(tmp / "thr"), conc=64, use_cache=False, extra={}), env
+        )
     finally:
         server.kill()
     assert ours["ok"] == args.calls, ours
@@ -133,8 +186,12 @@ def main() -> None:
     generate(data2, 1000, seed=2)
     server, url = start_server(0.0)
     try:
-        miss = run_child(EVAL.format(data=str(data2), url=url, out=str(tmp / "miss"), conc=16, use_cache=True), env)
-        hit = run_child(EVAL.format(data=str(data2), url=url, out=str(tmp / "hit"), conc=16, use_cache=True), env)
+        miss = run_child(
+            EVAL.format(data=str(data2), url=url, out=str(tmp / "miss"), conc=16, use_cache=True, extra={}), env
+        )
+        hit = run_child(
+            EVAL.format(data=str(data2), url=url, out=str(tmp / "hit"), conc=16, use_cache=True, extra={}), env
+        )
     finally:
         server.kill()
     assert miss["calls"] == 1000 and hit["hits"] == 1000
@@ -148,18 +205,7 @@ def main() -> None:
         ("CPU per unit on a cache hit (1,000 units, process start excluded)", f"{hit['cpu'] / 1000 * 1000:.2f} ms")
     )
 
-    # 3. Peak memory of a 50,000-unit run.
-    data3 = tmp / "big.jsonl"
-    generate(data3, args.big, seed=3)
-    server, url = start_server(0.0)
-    try:
-        big = run_child(EVAL.format(data=str(data3), url=url, out=str(tmp / "big"), conc=64, use_cache=True), env)
-    finally:
-        server.kill()
-    assert big["ok"] == args.big, big
-    rows.append((f"{args.big:,}-unit run: peak RSS", f"{big['rss_mb']:.0f} MB"))
-    rows.append((f"{args.big:,}-unit run: wall time", f"{big['wall']:.0f} s ({args.big / big['wall']:.0f} calls/s)"))
-
+    rows += memory_rows(tmp, env, args.big)
     print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 

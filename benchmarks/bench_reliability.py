@@ -40,9 +40,9 @@ def scheme_costs() -> list[tuple[str, str, str]]:
     ):
         prep = prepare(ws, "local", ws.sample_data, overrides=over)
         n_items = len(prep.dataset)
-        chars = sum(len(m["content"]) for r in prep.requests for m in r.messages) / n_items
+        chars = sum(len(m["content"]) for r in prep.iter_requests() for m in r.messages) / n_items
         base_chars = base_chars or chars
-        rows.append((name, f"{len(prep.requests) / n_items:.0f}", f"~{chars / 4:,.0f} ({chars / base_chars:.1f}×)"))
+        rows.append((name, f"{len(prep.units) / n_items:.0f}", f"~{chars / 4:,.0f} ({chars / base_chars:.1f}×)"))
     return rows
 
 

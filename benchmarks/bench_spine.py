@@ -108,6 +108,7 @@ from dialbgm.workspace import find_workspace
 from dialbgm import runner, scoring
 from dialbgm.cache import ResponseCache
 from dialbgm.data import load_dataset
+from dialbgm.spool import OutcomeSpool
 t1 = time.perf_counter()
 ws = find_workspace()
 load_dataset(Path({str(data)!r}))
@@ -115,13 +116,14 @@ t2 = time.perf_counter()
 prep = runner.prepare(ws, "openai-compatible", Path({str(data)!r}), overrides={{"api_base": {api_base!r}}})
 t3 = time.perf_counter()
 cache = ResponseCache(ws.cache_dir)
-outcomes, misses = runner.lookup(prep, cache)
+spool = OutcomeSpool(len(prep.units))
+misses = runner.lookup(prep, cache, spool)
 assert not misses
 t4 = time.perf_counter()
-rows = runner.parse_outcomes(prep, [o for o in outcomes if o is not None])
+rows = [runner.unit_row(prep, i, spool.get(i)) for i in range(len(prep.units))]
 items = scoring.score_items(prep.dataset, rows, prep.judge)
 t5 = time.perf_counter()
-scoring.run_metrics(items, prep.dataset, prep.judge, rows)
+scoring.run_metrics(items, prep.dataset, prep.judge, scoring.UnitTally.of(rows))
 t6 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
 """

@@ -69,7 +69,7 @@ def test_the_schema_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> No
 def test_judge_settings_reach_the_key_and_timeouts_do_not(workspace: Workspace, sample_path: Path) -> None:
     def keys(**over: Any) -> list[str]:
         prep = prepare(workspace, "local", sample_path, limit=3, overrides=over)
-        return [r.cache_key() for r in prep.requests]
+        return [r.cache_key() for r in list(prep.iter_requests())]
 
     base = keys()
     for over in (

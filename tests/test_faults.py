@@ -173,7 +173,7 @@ def test_kill_minus_9_then_resume_loses_and_repeats_nothing(
 
     with ScriptedOpenAIServer(lambda b, n: answer(b), delay_s=0.05) as server:
         prep = prepare(workspace, "openai-compatible", sample_path, overrides={"api_base": server.base_url})
-        unit_of = {r.messages[-1]["content"]: u.unit_id for u, r in zip(prep.units, prep.requests, strict=True)}
+        unit_of = {r.messages[-1]["content"]: u.unit_id for u, r in zip(prep.units, prep.iter_requests(), strict=True)}
         checkpoints: list[tuple[int, set[str]]] = []  # (requests so far, units finished) at each kill
         proc = subprocess.Popen(
             eval_cmd(workspace, out, server.base_url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -243,11 +243,11 @@ def test_two_processes_share_one_cache(workspace: Workspace, sample_path: Path, 
 
     # Two order seeds; an item whose two seeded orders coincide shares one entry.
     keys = {
-        r.cache_key()
+        key
         for k in range(2)
-        for r in prepare(
+        for key in prepare(
             workspace, "openai-compatible", sample_path, overrides={"api_base": "x", "order_seed": k}
-        ).requests
+        ).keys
     }
     assert f"{len(keys)} entries, 0 problems" in verify.stdout
     # Every run's answers are readable from the shared cache: a re-run calls nothing (the server is gone).

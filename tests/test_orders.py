@@ -63,14 +63,14 @@ def test_shuffled_labels_are_independent_of_position(workspace: Workspace, sampl
 
 def test_orders_and_samples_are_distinct_cached_calls(workspace: Workspace, sample_path: Path) -> None:
     prep = prepare(workspace, "local", sample_path, limit=2, overrides={"orders": 4, "samples": 2})
-    assert len(prep.requests) == 2 * 4 * 2
-    assert len({r.cache_key() for r in prep.requests}) == 16
+    assert len(list(prep.iter_requests())) == 2 * 4 * 2
+    assert len({r.cache_key() for r in list(prep.iter_requests())}) == 16
     # Samples of one order differ only by the sample index and the seed actually sent.
-    a, b = prep.requests[0], prep.requests[1]
+    a, b = prep.request(0), prep.request(1)
     assert a.messages == b.messages and (a.sample, b.sample) == (0, 1)
     assert (a.params["seed"], b.params["seed"]) == (0, 1)
     # Orders differ in their rendered prompt.
-    assert len({r.messages_sha256() for r in prep.requests}) == 8
+    assert len({r.messages_sha256() for r in list(prep.iter_requests())}) == 8
 
 
 def position_biased(body: dict[str, Any], n: int) -> Reply:

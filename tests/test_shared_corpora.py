@@ -69,7 +69,7 @@ def test_real_text_survives_rendering_and_long_form(workspace: Workspace, tmp_pa
     items = build_items(60, seed=1)
     data = write(tmp_path / "dd.jsonl", items)
     prep = prepare(workspace, "local", data, overrides={"cot": True})
-    for unit, req in zip(prep.units, prep.requests, strict=True):
+    for unit, req in zip(prep.units, prep.iter_requests(), strict=True):
         user = req.messages[-1]["content"]
         for turn in unit.item.dialogue:
             assert f"{turn.speaker}: {turn.text}" in user

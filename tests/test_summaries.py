@@ -48,7 +48,7 @@ def test_missing_summaries_are_generated_cached_and_recorded(
         assert again.metrics == res.metrics
     # The generated summary is what the judge saw.
     prep = prepare(workspace, "embedding", sample_path, overrides=over)
-    query = next(r for u, r in zip(prep.units, prep.requests, strict=True) if u.item.id == "s046").messages[0]
+    query = next(prep.request(i) for i, u in enumerate(prep.units) if u.item.id == "s046").messages[0]
     assert query["content"] == generated["s046"]["summary"]
 
 

@@ -49,7 +49,10 @@ class ResponseCache:
         self._cache.stats(enable=True)
 
     def get(self, request: Request) -> Response | None:
-        blob = self._cache.get(request.cache_key())
+        return self.get_key(request.cache_key())
+
+    def get_key(self, key: str) -> Response | None:
+        blob = self._cache.get(key)
         if blob is None:
             return None
         entry = json.loads(blob)

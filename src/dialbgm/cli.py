@@ -165,7 +165,7 @@ def render(
     except DialbgmError as e:
         _fail(e)
         return
-    reqs = [prep.requests[i] for i in idx]
+    reqs = [prep.request(i) for i in idx]
     if as_json:
         body = [
             {

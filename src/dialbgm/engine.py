@@ -127,23 +127,28 @@ def run_calls(
     cache: ResponseCache | None,
     journal: JournalWriter | None,
     progress: Progress,
+    on_outcome: Callable[[int, UnitOutcome], None],
     on_progress: ProgressFn | None = None,
-) -> dict[int, UnitOutcome]:
-    """Call every (index, unit id, request) in ``work``; returns index → outcome."""
-    results: dict[int, UnitOutcome] = {}
+) -> int:
+    """Call every (index, unit id, request) in ``work``, handing each outcome to ``on_outcome``
+    as it ends (nothing is accumulated here: a long run's replies go straight out). ``work`` is
+    consumed lazily, so requests can be rendered as workers take them. Returns the calls made."""
     if n_work == 0:  # a fully cached run needs no event loop
-        return results
+        return 0
     queue = iter(work)
+    made = 0
     store = cache is not None and backend.cacheable
 
     async def worker(limiter: RateLimiter) -> None:
+        nonlocal made
         for i, unit_id, request in queue:  # a shared iterator: each unit is taken exactly once
             outcome = await _call_one(backend, provider, limiter, request, progress)
             if outcome.response is not None and store and cache is not None:
                 cache.put(request, outcome.response)
             if journal is not None:
                 journal.append(outcome.to_record(unit_id, request.cache_key()))
-            results[i] = outcome
+            on_outcome(i, outcome)
+            made += 1
             progress.calls += 1
             progress.done += 1
             if outcome.response is None:
@@ -157,4 +162,4 @@ def run_calls(
         await asyncio.gather(*(worker(limiter) for _ in range(max(1, min(provider.concurrency, n_work)))))
 
     asyncio.run(main())
-    return results
+    return made

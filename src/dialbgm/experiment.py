@@ -324,13 +324,13 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
             try:
                 cacheable = bool(prep.backend.cacheable)
                 cached = chars = 0
-                calls = len(prep.requests) if cacheable else 0
+                calls = len(prep.units) if cacheable else 0
                 if cacheable:
-                    for req in prep.requests:
-                        if cache.get(req) is not None:
+                    for i, key in enumerate(prep.keys):
+                        if cache.get_key(key) is not None:
                             cached += 1
                         else:
-                            chars += _content_chars(req.messages)
+                            chars += _content_chars(prep.request(i).messages)
                 params = prep.judge.params
                 cap = params.get("max_tokens", params.get("max_completion_tokens"))
                 plans.append(

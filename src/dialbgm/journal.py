@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,12 +32,11 @@ def read_plan(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def read_journal(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The last record of each unit; lines that do not parse (a torn write) are skipped."""
+def iter_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every record in the order written; lines that do not parse (a torn write) are skipped."""
     path = run_dir / JOURNAL
-    out: dict[str, dict[str, Any]] = {}
     if not path.exists():
-        return out
+        return
     with path.open(encoding="utf-8") as f:
         for line in f:
             try:
@@ -44,8 +44,7 @@ def read_journal(run_dir: Path) -> dict[str, dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
             if isinstance(rec, dict) and "unit_id" in rec:
-                out[rec["unit_id"]] = rec
-    return out
+                yield rec
 
 
 class JournalWriter:

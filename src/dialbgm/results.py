@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dialbgm.errors import ResultsError
 
@@ -52,7 +52,40 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    with JsonlWriter(path) as out:
+        for r in rows:
+            out.write(r)
+
+
+class JsonlWriter:
+    """Rows written one at a time to a temporary name, renamed into place only when the
+    ``with`` block ends without an error: readers see the whole file or none of it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.tmp")
+        self._f: IO[str] | None = None
+
+    def __enter__(self) -> JsonlWriter:
+        self._f = self._tmp.open("w", encoding="utf-8")
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        assert self._f is not None, "JsonlWriter used outside its with block"
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        assert self._f is not None
+        try:
+            if exc_type is None:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+        finally:
+            self._f.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 def package_versions() -> dict[str, str]:

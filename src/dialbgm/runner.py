@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provide
 from dialbgm.data import Dataset, load_dataset
 from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
 from dialbgm.errors import ConfigError, ResultsError
-from dialbgm.journal import JournalWriter, read_journal, read_plan, write_plan
+from dialbgm.journal import JournalWriter, iter_journal, read_plan, write_plan
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, load_pool
 from dialbgm.prompts import PromptSet, labels_for
 from dialbgm.redact import REDACTED, redact
 from dialbgm.request import Request, Response
 from dialbgm.results import (
+    JsonlWriter,
     git_state,
     package_versions,
     prepare_out_dir,
@@ -34,24 +35,39 @@ from dialbgm.results import (
     write_json,
     write_jsonl,
 )
-from dialbgm.scoring import run_metrics, score_items
+from dialbgm.scoring import UnitTally, run_metrics, score_item
+from dialbgm.spool import OutcomeSpool
 from dialbgm.summaries import summarizer_identity
 from dialbgm.workspace import Workspace
 
 
 @dataclass
 class Prepared:
-    """A planned run: every request rendered and keyed, nothing called yet."""
+    """A planned run: every unit and its cache key, nothing called yet.
+
+    Requests are rendered when asked for (``request``) and not kept: a long run's rendered
+    prompts would otherwise dominate its memory. Rendering is deterministic, so the request a
+    worker sends is the one whose key was computed here.
+    """
 
     judge: JudgeConfig
     provider: ProviderConfig
     dataset: Dataset
     units: list[Unit]
-    requests: list[Request]
     backend: Backend
     prompts: PromptSet | None
     pool: FewShotPool | None
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    """The cache key of each unit's request, in plan order."""
+    messages_sha256: list[str] = field(default_factory=list)
+    _schemas: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def request(self, i: int) -> Request:
+        return _request_for(self.units[i], self.judge, self.backend, self.prompts, self._schemas)
+
+    def iter_requests(self) -> Iterator[Request]:
+        return (self.request(i) for i in range(len(self.units)))
 
 
 @dataclass
@@ -59,7 +75,6 @@ class RunResult:
     out_dir: Path
     metrics: dict[str, Any]
     manifest: dict[str, Any]
-    units: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare(
@@ -101,9 +116,11 @@ def prepare(
                 f"{len(big)} item(s) have more (first: {big[0]}); use mean or borda"
             )
     units = build_units(dataset, judge, pool)
-    schemas: dict[int, dict[str, Any]] = {}
-    requests = [_request_for(unit, judge, backend, prompts, schemas) for unit in units]
-    return Prepared(judge, provider, dataset, units, requests, backend, prompts, pool, summaries)
+    prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries)
+    for r in prep.iter_requests():
+        prep.keys.append(r.cache_key())
+        prep.messages_sha256.append(r.messages_sha256())
+    return prep
 
 
 def _request_for(
@@ -125,17 +142,36 @@ def _request_for(
     return backend.build_request(unit.item, unit.shown, messages, schema, unit.sample)
 
 
-def lookup(prep: Prepared, cache: ResponseCache | None) -> tuple[list[UnitOutcome | None], list[int]]:
-    """Serve what the cache holds; return the outcomes so far and the indices still to call."""
-    outcomes: list[UnitOutcome | None] = [None] * len(prep.requests)
+def lookup(prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool) -> list[int]:
+    """Put what the cache holds into ``spool``; return the indices of the units still to call."""
     misses: list[int] = []
-    for i, req in enumerate(prep.requests):
-        hit = cache.get(req) if cache is not None and prep.backend.cacheable else None
+    use = cache is not None and prep.backend.cacheable
+    for i, key in enumerate(prep.keys):
+        hit = cache.get_key(key) if use and cache is not None else None
         if hit is not None:
-            outcomes[i] = UnitOutcome(hit, True, None)
+            spool.put(i, UnitOutcome(hit, True, None))
         else:
             misses.append(i)
-    return outcomes, misses
+    return misses
+
+
+def replay_journal(prep: Prepared, run_dir: Path, spool: OutcomeSpool, misses: list[int], retry_failed: bool) -> int:
+    """Fill the cache misses that an interrupted run's journal answered; returns how many.
+
+    A record counts only if its unit still has the same cache key; the last record of a unit
+    wins; with ``retry_failed`` a unit whose last record failed is left to be called again.
+    """
+    todo = set(misses)
+    index = {prep.units[i].unit_id: i for i in misses}
+    for rec in iter_journal(run_dir):
+        i = index.get(rec["unit_id"])
+        if i is None or rec.get("cache_key") != prep.keys[i]:
+            continue
+        if retry_failed and rec.get("response") is None:
+            spool.discard(i)
+        else:
+            spool.put(i, UnitOutcome.from_record(rec))
+    return sum(1 for i in todo if spool.has(i))
 
 
 def check_can_call(prep: Prepared, misses: list[int]) -> None:
@@ -144,7 +180,8 @@ def check_can_call(prep: Prepared, misses: list[int]) -> None:
         require_key(prep.judge, prep.provider)
 
 
-def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
+def _unit_row(prep: Prepared, i: int, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
+    unit = prep.units[i]
     # Backends that render no prompt (random, embedding) answer by position: A = first shown.
     labels = unit.labels if unit.labels and prep.backend.needs_messages else tuple(labels_for(len(unit.shown)))
     by_candidate = None
@@ -160,8 +197,8 @@ def _unit_row(prep: Prepared, unit: Unit, req: Request, outcome: UnitOutcome, pa
         "shots": unit.shot_ids,
         "order_index": unit.order_index,
         "sample": unit.sample,
-        "messages_sha256": req.messages_sha256(),
-        "cache_key": req.cache_key(),
+        "messages_sha256": prep.messages_sha256[i],
+        "cache_key": prep.keys[i],
         "status": parsed.status,
         "error": parsed.error,
         "scores": by_candidate,
@@ -193,25 +230,24 @@ def variant_of(judge: JudgeConfig) -> dict[str, Any]:
     }
 
 
-def parse_outcomes(prep: Prepared, outcomes: list[UnitOutcome]) -> list[dict[str, Any]]:
+def unit_row(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any]:
+    """The row of ``units.jsonl`` for unit ``i``: its reply parsed (or its failure recorded)."""
     lo, hi = prep.backend.score_range
-    rows = []
-    for unit, req, outcome in zip(prep.units, prep.requests, outcomes, strict=True):
-        if outcome.response is None:
-            parsed = Parsed("transport_error", error=outcome.error)
-        else:
-            labels = labels_for(len(unit.shown)) if prep.judge.mode == "listwise" else None
-            parsed = parse_reply(outcome.response, labels, lo, hi)
-        extra: dict[str, Any] = {}
-        if prep.judge.score_by == "logprobs" and outcome.response is not None and parsed.scores is not None:
-            parsed, extra = _with_expectations(parsed, outcome.response, labels, lo, hi)
-        row = _unit_row(prep, unit, req, outcome, parsed)
-        if extra:
-            by_label = {sh["label"]: sh["candidate"] for sh in row["shown"]}
-            extra["sampled_scores"] = {by_label[k]: v for k, v in extra["sampled_scores"].items()}
-            row.update(extra)
-        rows.append(row)
-    return rows
+    unit = prep.units[i]
+    labels = labels_for(len(unit.shown)) if prep.judge.mode == "listwise" else None
+    if outcome.response is None:
+        parsed = Parsed("transport_error", error=outcome.error)
+    else:
+        parsed = parse_reply(outcome.response, labels, lo, hi)
+    extra: dict[str, Any] = {}
+    if prep.judge.score_by == "logprobs" and outcome.response is not None and parsed.scores is not None:
+        parsed, extra = _with_expectations(parsed, outcome.response, labels, lo, hi)
+    row = _unit_row(prep, i, outcome, parsed)
+    if extra:
+        by_label = {sh["label"]: sh["candidate"] for sh in row["shown"]}
+        extra["sampled_scores"] = {by_label[k]: v for k, v in extra["sampled_scores"].items()}
+        row.update(extra)
+    return row
 
 
 def _with_expectations(
@@ -400,20 +436,13 @@ def run_eval(
         stamp = started.replace(":", "").replace("-", "")[:15]
         out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"
 
-    journaled = read_journal(out_dir) if resume is not None else {}
-    if retry_failed:
-        journaled = {u: r for u, r in journaled.items() if r.get("response") is not None}
     cache = ResponseCache(ws.cache_dir) if use_cache else None
     journal: JournalWriter | None = None
+    spool = OutcomeSpool(len(prep.units))
     try:
-        outcomes, misses = lookup(prep, cache)
-        resumed = 0
-        for i, unit in enumerate(prep.units):
-            rec = journaled.get(unit.unit_id)
-            if outcomes[i] is None and rec is not None and rec.get("cache_key") == prep.requests[i].cache_key():
-                outcomes[i] = UnitOutcome.from_record(rec)
-                resumed += 1
-        misses = [i for i in misses if outcomes[i] is None]
+        misses = lookup(prep, cache, spool)
+        resumed = replay_journal(prep, out_dir, spool, misses, retry_failed) if resume is not None else 0
+        misses = [i for i in misses if not spool.has(i)]
         check_can_call(prep, misses)
         if resume is None:
             prepare_out_dir(out_dir, force)
@@ -430,8 +459,7 @@ def run_eval(
                     "config": redact(config),
                     "config_hash": config_hash,
                     "units": [
-                        {"unit_id": u.unit_id, "cache_key": r.cache_key()}
-                        for u, r in zip(prep.units, prep.requests, strict=True)
+                        {"unit_id": u.unit_id, "cache_key": k} for u, k in zip(prep.units, prep.keys, strict=True)
                     ],
                 },
             )
@@ -439,7 +467,7 @@ def run_eval(
         state = Progress(
             total=len(prep.units),
             done=len(prep.units) - len(misses),
-            cached=sum(1 for o in outcomes if o is not None and o.cache_hit),
+            cached=spool.filled - resumed,
             resumed=resumed,
         )
         if progress:
@@ -447,36 +475,38 @@ def run_eval(
         called = run_calls(
             prep.backend,
             prep.provider,
-            ((i, prep.units[i].unit_id, prep.requests[i]) for i in misses),
+            ((i, prep.units[i].unit_id, prep.request(i)) for i in misses),
             len(misses),
             cache=cache,
             journal=journal,
             progress=state,
+            on_outcome=spool.put,
             on_progress=progress,
         )
-        for i, outcome in called.items():
-            outcomes[i] = outcome
+        if journal is not None:
+            journal.close()
+            journal = None
+        if spool.filled != len(prep.units):  # every unit ends with an outcome, or the run must not report
+            raise ResultsError(f"internal error: {len(prep.units) - spool.filled} unit(s) have no outcome")
+        return _finish(
+            ws,
+            prep,
+            config,
+            config_hash,
+            spool,
+            out_dir,
+            data_path,
+            started,
+            t0,
+            {"resumed_units": resumed, "called_now": called},
+        )
     finally:
         prep.backend.close()
         if journal is not None:
             journal.close()
         if cache is not None:
             cache.close()
-    final = [o for o in outcomes if o is not None]
-    if len(final) != len(prep.units):  # every unit ends with an outcome, or the run must not report
-        raise ResultsError(f"internal error: {len(prep.units) - len(final)} unit(s) have no outcome")
-    return _finish(
-        ws,
-        prep,
-        config,
-        config_hash,
-        final,
-        out_dir,
-        data_path,
-        started,
-        t0,
-        {"resumed_units": resumed, "called_now": len(called)},
-    )
+        spool.close()
 
 
 def _finish(
@@ -484,22 +514,35 @@ def _finish(
     prep: Prepared,
     config: dict[str, Any],
     config_hash: str,
-    outcomes: list[UnitOutcome],
+    spool: OutcomeSpool,
     out_dir: Path,
     data_path: Path,
     started: str,
     t0: float,
     extra_counts: dict[str, int],
 ) -> RunResult:
-    unit_rows = parse_outcomes(prep, outcomes)
-    items = score_items(prep.dataset, unit_rows, prep.judge)
-    metrics = run_metrics(items, prep.dataset, prep.judge, unit_rows)
-    status_counts = Counter(r["status"] for r in unit_rows)
-    hits = sum(1 for o in outcomes if o.cache_hit)
+    """Write units.jsonl and items.jsonl in plan order, one item at a time, then the metrics."""
+    tally = UnitTally()
+    items: list[dict[str, Any]] = []
+    hits = 0
+    with JsonlWriter(out_dir / "units.jsonl") as units_out:
+        i = 0
+        for item in prep.dataset:
+            rows = []
+            # Units are planned item by item, so an item's units are consecutive.
+            while i < len(prep.units) and prep.units[i].item.id == item.id:
+                outcome = spool.get(i)
+                hits += outcome.cache_hit
+                row = unit_row(prep, i, outcome)
+                units_out.write(row)
+                tally.add(row)
+                rows.append(row)
+                i += 1
+            items.append(score_item(item, rows, prep.judge))
+        if i != len(prep.units):
+            raise ResultsError(f"internal error: units out of plan order at {prep.units[i].unit_id}")
+    metrics = run_metrics(items, prep.dataset, prep.judge, tally)
     calls = extra_counts["called_now"]
-    tokens: Counter[str] = Counter()
-    for r in unit_rows:
-        tokens.update({k: v for k, v in r["usage"].items() if isinstance(v, int)})
     manifest = {
         "run_id": out_dir.name,
         "config": redact(config),
@@ -518,8 +561,8 @@ def _finish(
         "finished": utc_now(),
         "wall_s": round(time.perf_counter() - t0, 3),
         "counts": {
-            "units": len(unit_rows),
-            "by_status": dict(sorted(status_counts.items())),
+            "units": len(prep.units),
+            "by_status": dict(sorted(tally.by_status.items())),
             "cache_hits": hits,
             "provider_calls": calls if prep.backend.cacheable else 0,
             "computed_locally": 0 if prep.backend.cacheable else calls,
@@ -527,15 +570,14 @@ def _finish(
             "items_ok": metrics["n_items"],
             "items_failed": metrics["n_failed"],
         },
-        "tokens": dict(tokens),
+        "tokens": dict(tally.tokens),
     }
     if prep.summaries:
         write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
-    write_jsonl(out_dir / "units.jsonl", unit_rows)
     write_jsonl(out_dir / "items.jsonl", items)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
-    return RunResult(out_dir, metrics, manifest, unit_rows)
+    return RunResult(out_dir, metrics, manifest)
 
 
 # Settings that change how fast or how patiently a provider is called, never what it answers:

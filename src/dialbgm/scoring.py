@@ -10,12 +10,13 @@ judgement alone are reported beside the aggregate so the effect of aggregating i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dialbgm.aggregate import aggregate_scores
+from dialbgm.bias import Judgement
 from dialbgm.config import JudgeConfig
-from dialbgm.data import Dataset
+from dialbgm.data import Dataset, Item
 from dialbgm.metrics import METRICS, chance_levels, item_metrics, summarize
 
 
@@ -32,41 +33,71 @@ def score_items(dataset: Dataset, unit_rows: list[dict[str, Any]], judge: JudgeC
     by_item: dict[str, list[dict[str, Any]]] = {}
     for r in unit_rows:
         by_item.setdefault(r["item_id"], []).append(r)
-    out = []
-    for item in dataset:
-        rows = by_item.get(item.id, [])
-        failed = [r for r in rows if r["status"] != "ok"]
-        row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates), "n_units": len(rows)}
-        if failed or not rows:
-            row.update(
-                status=failed[0]["status"] if failed else "skipped",
-                error=failed[0]["error"] if failed else "no unit",
-                n_units_failed=len(failed),
-                metrics=None,
-                scores=None,
-            )
-            out.append(row)
-            continue
-        judgements = _judgements(rows)
-        scores = (
-            judgements[0][1]
-            if len(judgements) == 1
-            else aggregate_scores([j for _, j in judgements], judge.aggregation)
-        )
-        human = item.human_ranks
+    return [score_item(item, by_item.get(item.id, []), judge) for item in dataset]
+
+
+def score_item(item: Item, rows: Sequence[dict[str, Any]], judge: JudgeConfig) -> dict[str, Any]:
+    """An item's row from the rows of its units."""
+    failed = [r for r in rows if r["status"] != "ok"]
+    row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates), "n_units": len(rows)}
+    if failed or not rows:
         row.update(
-            status="ok",
-            error=None,
-            scores=scores,
-            human_ranks={c.id: c.rank for c in item.candidates},
-            metrics=item_metrics([scores[c.id] for c in item.candidates], human),
+            status=failed[0]["status"] if failed else "skipped",
+            error=failed[0]["error"] if failed else "no unit",
+            n_units_failed=len(failed),
+            metrics=None,
+            scores=None,
         )
-        if len(judgements) > 1:
-            first = judgements[0][1]
-            row["judgements"] = [{"order_index": o, "sample": s, "scores": j} for (o, s), j in judgements]
-            row["metrics_first_judgement"] = item_metrics([first[c.id] for c in item.candidates], human)
-        out.append(row)
-    return out
+        return row
+    judgements = _judgements(rows)
+    scores = (
+        judgements[0][1] if len(judgements) == 1 else aggregate_scores([j for _, j in judgements], judge.aggregation)
+    )
+    human = item.human_ranks
+    row.update(
+        status="ok",
+        error=None,
+        scores=scores,
+        human_ranks={c.id: c.rank for c in item.candidates},
+        metrics=item_metrics([scores[c.id] for c in item.candidates], human),
+    )
+    if len(judgements) > 1:
+        first = judgements[0][1]
+        row["judgements"] = [{"order_index": o, "sample": s, "scores": j} for (o, s), j in judgements]
+        row["metrics_first_judgement"] = item_metrics([first[c.id] for c in item.candidates], human)
+    return row
+
+
+class UnitTally:
+    """What the run's metrics need from its unit rows, taken one row at a time, so the rows
+    themselves can be written out and dropped (a long run never holds them all)."""
+
+    def __init__(self) -> None:
+        self.by_status: Counter[str] = Counter()
+        self.tokens: Counter[str] = Counter()
+        self.judgements: list[Judgement] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.by_status[row["status"]] += 1
+        self.tokens.update({k: v for k, v in (row.get("usage") or {}).items() if isinstance(v, int)})
+        if row["status"] == "ok" and row.get("shown") is not None:
+            self.judgements.append(
+                Judgement(
+                    item_id=row["item_id"],
+                    order_index=row["order_index"],
+                    sample=row["sample"],
+                    shown=tuple(s["candidate"] for s in row["shown"]),
+                    labels=tuple(s["label"] for s in row["shown"]),
+                    scores=row["scores"],
+                )
+            )
+
+    @classmethod
+    def of(cls, unit_rows: Iterable[dict[str, Any]]) -> UnitTally:
+        tally = cls()
+        for r in unit_rows:
+            tally.add(r)
+        return tally
 
 
 def _summary_block(per_item: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,20 +107,17 @@ def _summary_block(per_item: list[dict[str, float]]) -> tuple[dict[str, Any], di
     return means, cis
 
 
-def run_metrics(
-    items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfig, unit_rows: list[dict[str, Any]]
-) -> dict[str, Any]:
+def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfig, units: UnitTally) -> dict[str, Any]:
     ok = [r for r in items if r["status"] == "ok"]
     means, cis = _summary_block([r["metrics"] for r in ok])
     failed_by = Counter(r["status"] for r in items if r["status"] != "ok")
-    units_by = Counter(r["status"] for r in unit_rows)
     metrics: dict[str, Any] = dict(means)
     metrics.update(
         n_items=len(ok),
         n_failed=len(items) - len(ok),
         n_total=len(items),
         failed_by_status=dict(sorted(failed_by.items())),
-        units_by_status=dict(sorted(units_by.items())),
+        units_by_status=dict(sorted(units.by_status.items())),
         ci95=cis,
         chance=chance_levels([len(i.candidates) for i in dataset]),
         aggregation=judge.aggregation,
@@ -110,7 +138,7 @@ def run_metrics(
             "what": "order 0, sample 0 alone, on the same items",
         }
     if judge.mode == "listwise":
-        metrics["bias"] = bias_diagnostics(unit_rows)
+        metrics["bias"] = bias_diagnostics(units.judgements)
     return metrics
 
 
@@ -122,22 +150,10 @@ def _judgements_per_item(judge: JudgeConfig, dataset: Dataset) -> int | None:
     return len(candidate_orders(dataset.items[0], judge.orders, judge.order_seed)) * judge.samples
 
 
-def bias_diagnostics(unit_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def bias_diagnostics(judgements: list[Judgement]) -> dict[str, Any]:
     """Position and label bias, consistency across orders, flips across samples, ties."""
-    from dialbgm.bias import Judgement, flip_rate, position_consistency, tie_rate, top1_by_label, top1_by_position
+    from dialbgm.bias import flip_rate, position_consistency, tie_rate, top1_by_label, top1_by_position
 
-    judgements = [
-        Judgement(
-            item_id=r["item_id"],
-            order_index=r["order_index"],
-            sample=r["sample"],
-            shown=tuple(s["candidate"] for s in r["shown"]),
-            labels=tuple(s["label"] for s in r["shown"]),
-            scores=r["scores"],
-        )
-        for r in unit_rows
-        if r["status"] == "ok"
-    ]
     out: dict[str, Any] = {"n_judgements": len(judgements)}
     if not judgements:
         return out

@@ -83,7 +83,7 @@ def fill_summaries(
         )
     from dialbgm.backends import make_backend
     from dialbgm.cache import ResponseCache
-    from dialbgm.engine import Progress, run_calls
+    from dialbgm.engine import Progress, UnitOutcome, run_calls
 
     sj = load_judge(ws, judge.summarizer)
     sp = load_provider(ws, sj.provider)
@@ -110,7 +110,8 @@ def fill_summaries(
             )
         if todo:
             require_key(sj, sp)
-            done = run_calls(
+            done: dict[int, UnitOutcome] = {}
+            run_calls(
                 backend,
                 sp,
                 ((k, f"summary:{missing[k].id}", requests[k]) for k in todo),
@@ -118,6 +119,7 @@ def fill_summaries(
                 cache=cache,
                 journal=None,
                 progress=Progress(total=len(todo)),
+                on_outcome=done.__setitem__,
             )
             errors = {k: o.error for k, o in done.items() if o.response is None}
             for k, o in done.items():
