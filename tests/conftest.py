@@ -16,7 +16,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A private copy of the repository's judges, providers and prompts, with its own cache."""
     for name in ("judges", "providers", "prompts", "data"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+        # Rendered clips stay out: audio tests render their own (and 1,000 tests need not copy them).
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("clips"))
     monkeypatch.setenv("DIALBGM_HOME", str(tmp_path))
     monkeypatch.delenv("DIALBGM_CACHE_DIR", raising=False)
     for var in (

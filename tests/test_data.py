@@ -170,3 +170,19 @@ def test_validate_cli_exit_codes(tmp_path: Path, sample_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2
     assert f"{bad}:2: candidates:" in res.output
+
+
+def test_a_nul_character_in_any_text_field_is_refused_with_its_field(tmp_path: Path) -> None:
+    # NUL marks where a clip's audio goes in a rendered prompt; data must not be able to forge one.
+    item = {
+        "id": "x1",
+        "dialogue": [{"speaker": "A", "text": "hi\u0000audio:A\u0000"}],
+        "candidates": [{"id": "c1", "caption": "ok", "rank": 1}, {"id": "c2", "caption": "b\u0000", "rank": 2}],
+    }
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    fields = sorted(p.field for p in err.value.problems if "NUL" in p.message)
+    assert fields == ["candidates[1].caption", "dialogue[0].text"]
+    assert all(p.line == 1 for p in err.value.problems)

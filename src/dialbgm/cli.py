@@ -197,17 +197,32 @@ def render(
         typer.echo(f"cache key: {r.cache_key()}")
         for m in r.messages:
             typer.secho(f"--- {m['role']}", fg=typer.colors.CYAN)
-            typer.echo(m["content"])
+            typer.echo(_shown_content(m["content"]))
+
+
+def _shown_content(content: str | list[dict[str, Any]]) -> str:
+    """A message as text; audio parts as one line each (format, length, rate, bytes, hash)."""
+    if isinstance(content, str):
+        return content
+    from dialbgm.audio_input import AUDIO_REF, describe_part
+
+    return "\n".join(describe_part(p) if p.get("type") == AUDIO_REF else str(p.get("text", p)) for p in content)
 
 
 @app.command()
 def validate(path: Annotated[Path, typer.Argument(help="Data file to check.")]) -> None:
-    """Check a data file; list every problem with its file, line and field (exit 2 if any)."""
+    """Check a data file and the audio clips it names; list every problem with its file, line and
+    field (exit 2 if any)."""
     from dialbgm.data import load_dataset
     from dialbgm.errors import DataError
 
     try:
         ds = load_dataset(path)
+        if any(c.audio for i in ds for c in i.candidates):
+            from dialbgm.audio_input import check_clips
+
+            if problems := check_clips(ds):
+                raise DataError(problems)
     except DataError as e:
         for p in e.problems:
             typer.echo(str(p), err=True)

@@ -23,6 +23,8 @@ Mode = Literal["listwise", "pointwise"]
 Context = Literal["full", "summary"]
 Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
+InputMode = Literal["caption", "audio", "caption+audio"]
+AudioDialect = Literal["input_audio", "input_audio_data_uri"]
 
 CRITERIA = ("relevance", "non_intrusiveness", "consistency")
 DEFAULT_WEIGHTS: dict[str, float] = {"relevance": 0.5, "non_intrusiveness": 0.3, "consistency": 0.2}
@@ -38,6 +40,12 @@ class Capabilities:
     seed: bool = True
     logprobs: bool = False
     audio_formats: tuple[str, ...] = ()
+    """Audio encodings the provider accepts, preferred first (empty: it takes no audio)."""
+    audio_dialect: AudioDialect = "input_audio"
+    """How a clip is sent: OpenAI's input_audio part with base64 data (litellm turns it into
+    Gemini's inline audio part), or with a ``data:;base64,`` URI (DashScope's Qwen-Omni)."""
+    max_audio_bytes: int = 0
+    """Most audio one request may carry, counted as sent (base64); 0: no limit checked."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,15 @@ class JudgeConfig:
     template: str = "weighted_criteria"
     mode: Mode = "listwise"
     context: Context = "full"
+    input: InputMode = "caption"
+    """What the judge gets of each candidate: its caption, its audio, or both."""
+    audio_start_s: float = 0.0
+    audio_seconds: float = 10.0
+    """The window of each clip that is sent (0: the whole clip from audio_start_s)."""
+    audio_sample_rate: int = 16000
+    """Clips are resampled to this rate, mono (0: keep the source rate)."""
+    audio_format: str = ""
+    """Encoding to send, among the provider's audio_formats ("": the provider's first)."""
     cot: bool = False
     few_shot: int = 0
     few_shot_seed: int = 0
@@ -230,7 +247,14 @@ def _coerce(value: Any, annotation: Any, path: Path, key: str) -> Any:
     base = ann[: -len("|None")] if optional else ann
     if value is None and optional:
         return None
-    literal = {"Mode": Mode, "Context": Context, "Kind": Kind, "StructuredOutput": StructuredOutput}
+    literal = {
+        "Mode": Mode,
+        "Context": Context,
+        "Kind": Kind,
+        "StructuredOutput": StructuredOutput,
+        "InputMode": InputMode,
+        "AudioDialect": AudioDialect,
+    }
     if base in literal:
         allowed = get_args(literal[base])
         if value not in allowed:
@@ -279,6 +303,15 @@ def _check_judge(j: JudgeConfig, path: Path) -> None:
         raise ConfigError(f"{path}: top_logprobs: must be between 1 and 20")
     if j.few_shot < 0:
         raise ConfigError(f"{path}: few_shot: must be >= 0")
+    if j.input != "caption":
+        if j.few_shot > 0:
+            raise ConfigError(f"{path}: few_shot: the few-shot examples are captions only; use it with input = caption")
+        if not (math.isfinite(j.audio_start_s) and j.audio_start_s >= 0):
+            raise ConfigError(f"{path}: audio_start_s: must be a number >= 0")
+        if not (math.isfinite(j.audio_seconds) and j.audio_seconds >= 0):
+            raise ConfigError(f"{path}: audio_seconds: must be a number >= 0 (0: the whole clip)")
+        if j.audio_sample_rate < 0:
+            raise ConfigError(f"{path}: audio_sample_rate: must be >= 0 (0: keep the source rate)")
     if j.scale_min >= j.scale_max:
         raise ConfigError(f"{path}: scale_min must be below scale_max")
     missing = [c for c in CRITERIA if c not in j.weights]

@@ -140,6 +140,8 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | N
         problems.append(loc.problem("<item>", f"expected a JSON object, got {type(obj).__name__}"))
         return None
     before = len(problems)
+    # NUL marks where a clip's audio goes in a rendered prompt: data must not be able to forge one.
+    problems.extend(loc.problem(f, "contains a NUL character") for f in _fields_with_nul(obj, ""))
     item_id = obj.get("id")
     if not _nonempty_str(item_id):
         problems.append(loc.problem("id", "required: a non-empty string"))
@@ -158,6 +160,16 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | N
         summary=summary if isinstance(summary, str) and summary.strip() else None,
         source_line=loc.line,
     )
+
+
+def _fields_with_nul(value: Any, at: str) -> list[str]:
+    if isinstance(value, str):
+        return [at] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _fields_with_nul(v, f"{at}.{k}" if at else str(k))]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _fields_with_nul(v, f"{at}[{i}]")]
+    return []
 
 
 def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:

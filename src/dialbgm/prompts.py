@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,10 @@ from dialbgm.errors import ConfigError, TemplateError
 
 Message = dict[str, Any]
 LABELS = string.ascii_uppercase
+# Where a template puts a candidate's audio ({{ c.audio }}): replaced by an audio part after
+# rendering. NUL cannot come from data (JSON text with NUL is refused below), so a dialogue
+# cannot forge one.
+_AUDIO_MARK = re.compile("\x00audio:([A-Z])\x00")
 
 
 def labels_for(n: int) -> list[str]:
@@ -111,11 +116,14 @@ class PromptSet:
         shown: Sequence[Candidate],
         shots: Sequence[Shot] = (),
         shown_labels: Sequence[str] | None = None,
+        clips: Mapping[str, dict[str, Any]] | None = None,
     ) -> list[Message]:
         """The exact chat messages of one call: system, few-shot pairs, then the item.
 
         ``shown_labels`` gives the label at each position (default A, B, C... in order); the
         system prompt always lists the labels alphabetically, so it never hints at positions.
+        ``clips`` maps each shown candidate's id to its audio part when the judge hears them; the
+        item's user message is then a list of text and audio parts.
         """
         labels = labels_for(len(shown))
         base = {
@@ -127,6 +135,7 @@ class PromptSet:
             "context": judge.context,
             "labels": labels,
             "n_candidates": len(shown),
+            "input": judge.input,
         }
         # The system prompt depends on the settings only, not on the item: render it once.
         memo_key = repr(sorted(base.items()))
@@ -139,7 +148,7 @@ class PromptSet:
             out.append(
                 {"role": "assistant", "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
             )
-        out.append({"role": "user", "content": self._user(judge, item, shown, base, shown_labels)})
+        out.append({"role": "user", "content": self._user(judge, item, shown, base, shown_labels, clips)})
         return out
 
     def _user(
@@ -149,20 +158,53 @@ class PromptSet:
         shown: Sequence[Candidate],
         base: dict[str, Any],
         shown_labels: Sequence[str] | None,
-    ) -> str:
+        clips: Mapping[str, dict[str, Any]] | None = None,
+    ) -> str | list[dict[str, Any]]:
         if judge.context == "summary" and item.summary is None:
             raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
+        hear = clips is not None and judge.input != "caption"
+        read = judge.input != "audio" or clips is None
+        labels = list(shown_labels or labels_for(len(shown)))
         variables = {
             **base,
             "dialogue": [{"speaker": t.speaker, "text": t.text} for t in item.dialogue],
             "summary": item.summary or "",
             "candidates": [
-                {"label": label, "caption": c.caption or "(no caption)"}
-                for label, c in zip(shown_labels or labels_for(len(shown)), shown, strict=True)
+                {
+                    "label": label,
+                    "caption": (c.caption or "(no caption)") if read else None,
+                    "audio": f"\x00audio:{label}\x00" if hear else "",
+                }
+                for label, c in zip(labels, shown, strict=True)
             ],
         }
         name = "user_listwise.j2" if judge.mode == "listwise" else "user_pointwise.j2"
-        return self._render(name, variables)
+        text = self._render(name, variables)
+        if not hear:
+            return text
+        assert clips is not None
+        by_label = {label: clips[c.id] for label, c in zip(labels, shown, strict=True)}
+        return self._with_audio(name, text, by_label)
+
+    def _with_audio(self, name: str, text: str, by_label: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Split the rendered text at each audio mark into text and audio parts."""
+        parts: list[dict[str, Any]] = []
+        placed: list[str] = []
+        pos = 0
+        for m in _AUDIO_MARK.finditer(text):
+            if segment := text[pos : m.start()].strip("\n"):
+                parts.append({"type": "text", "text": segment})
+            parts.append(by_label[m.group(1)])
+            placed.append(m.group(1))
+            pos = m.end()
+        if tail := text[pos:].strip("\n"):
+            parts.append({"type": "text", "text": tail})
+        if sorted(placed) != sorted(by_label):
+            raise TemplateError(
+                f"{self.folder / name}: must place each candidate's audio ({{{{ c.audio }}}}) exactly once; "
+                f"placed {placed or 'none'} for candidates {sorted(by_label)}"
+            )
+        return parts
 
 
 def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int) -> str:

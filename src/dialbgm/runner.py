@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, prepare_clips, wants_audio
 from dialbgm.backends import Backend, make_backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
@@ -40,6 +41,9 @@ from dialbgm.spool import OutcomeSpool
 from dialbgm.summaries import summarizer_identity
 from dialbgm.workspace import Workspace
 
+if TYPE_CHECKING:
+    from dialbgm.audio import PreparedClip
+
 
 @dataclass
 class Prepared:
@@ -61,10 +65,16 @@ class Prepared:
     keys: list[str] = field(default_factory=list)
     """The cache key of each unit's request, in plan order."""
     messages_sha256: list[str] = field(default_factory=list)
+    clips: dict[tuple[str, str], PreparedClip] | None = None
+    """(item id, candidate id) → the clip as sent, when the judge hears the candidates."""
     _schemas: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def request(self, i: int) -> Request:
-        return _request_for(self.units[i], self.judge, self.backend, self.prompts, self._schemas)
+        unit = self.units[i]
+        refs = None
+        if self.clips is not None:
+            refs = {c.id: audio_ref(self.clips[(unit.item.id, c.id)]) for c in unit.shown}
+        return _request_for(unit, self.judge, self.backend, self.prompts, self._schemas, refs)
 
     def iter_requests(self) -> Iterator[Request]:
         return (self.request(i) for i in range(len(self.units)))
@@ -115,21 +125,37 @@ def prepare(
                 f"aggregation=kemeny supports at most {KEMENY_MAX_CANDIDATES} candidates per item; "
                 f"{len(big)} item(s) have more (first: {big[0]}); use mean or borda"
             )
+    clips = None
+    if wants_audio(judge):
+        if not backend.needs_messages:
+            raise ConfigError(f"judge {judge.name!r}: input = {judge.input!r} applies to LLM judges only")
+        from dialbgm.audio import ClipStore
+
+        spec = audio_spec(judge, provider)
+        with ClipStore(ws.cache_dir / "audio") as store:
+            clips = prepare_clips(dataset, spec, store)
     units = build_units(dataset, judge, pool)
-    prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries)
-    for r in prep.iter_requests():
+    prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries, clips=clips)
+    for unit, r in zip(units, prep.iter_requests(), strict=True):
+        if clips is not None:
+            check_request_size(r.messages, provider, f"item {unit.item.id!r} (unit {unit.unit_id})")
         prep.keys.append(r.cache_key())
         prep.messages_sha256.append(r.messages_sha256())
     return prep
 
 
 def _request_for(
-    unit: Unit, judge: JudgeConfig, backend: Backend, prompts: PromptSet | None, schemas: dict[int, dict[str, Any]]
+    unit: Unit,
+    judge: JudgeConfig,
+    backend: Backend,
+    prompts: PromptSet | None,
+    schemas: dict[int, dict[str, Any]],
+    clips: dict[str, dict[str, Any]] | None = None,
 ) -> Request:
     messages = None
     schema = None
     if prompts is not None:
-        messages = prompts.messages(judge, unit.item, unit.shown, unit.shots, unit.labels or None)
+        messages = prompts.messages(judge, unit.item, unit.shown, unit.shots, unit.labels or None, clips)
         n = len(unit.shown)
         if n not in schemas:
             lo, hi = judge.scale_min, judge.scale_max

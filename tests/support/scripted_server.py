@@ -44,6 +44,17 @@ def _default_script(body: dict[str, Any], n: int) -> Reply:
     return Reply()
 
 
+def _gemini_body(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    finish = {"stop": "STOP", "length": "MAX_TOKENS"}.get(reply.finish_reason, "STOP")
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": reply.content}]}, "finishReason": finish, "index": 0}
+        ],
+        "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120},
+        "modelVersion": "scripted-gemini",
+    }
+
+
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 resets connections when 64 clients connect at once.
     request_queue_size = 512
@@ -55,6 +66,7 @@ class ScriptedOpenAIServer:
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -78,6 +90,7 @@ class ScriptedOpenAIServer:
                 with outer._lock:
                     outer.requests.append(body)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    outer.paths.append(self.path)
                     n = len(outer.requests)
                 reply = outer.script(body, n)
                 if outer.delay_s:
@@ -93,6 +106,9 @@ class ScriptedOpenAIServer:
                     return
                 if reply.body is not None:
                     self._send(200, reply.body)
+                    return
+                if ":generateContent" in self.path:  # Google's Gemini API, as litellm's gemini/ route calls it
+                    self._send(200, _gemini_body(reply, body))
                     return
                 usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
                 if body.get("stream"):

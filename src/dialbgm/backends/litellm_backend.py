@@ -84,6 +84,8 @@ class LiteLLMBackend:
             self.identity = {}
             self.api_base = judge.api_base or provider.effective_api_base()
         self.params = self._sent_params()
+        self._audio_root = ws.cache_dir / "audio"
+        self._clip_store: Any = None
         self.check()
         self._rf_memo: dict[int, tuple[Any, dict[str, Any] | None]] = {}
 
@@ -164,7 +166,7 @@ class LiteLLMBackend:
             key = "no-key"
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": request.messages,
+            "messages": self._wire_messages(request),
             "timeout": self.provider.timeout,
             "num_retries": 0,
             "max_retries": 0,
@@ -175,6 +177,22 @@ class LiteLLMBackend:
         if key:
             kwargs["api_key"] = key
         return kwargs
+
+    def _wire_messages(self, request: Request) -> list[dict[str, Any]]:
+        """Audio references become the clips' bytes only here, on the way out."""
+        from dialbgm.audio_input import has_audio, to_wire
+
+        if not has_audio(request.messages):
+            return request.messages
+        from dialbgm.audio import AudioError, ClipStore
+
+        with self._start_lock:
+            if self._clip_store is None:
+                self._clip_store = ClipStore(self._audio_root)
+        try:
+            return to_wire(request.messages, self.provider.capabilities.audio_dialect, self._clip_store)
+        except AudioError as e:  # the store was cleared under a running plan: this unit fails, visibly
+            raise PermanentError(f"audio not sent: {e}") from e
 
     def complete(self, request: Request) -> Response:
         litellm = import_litellm()
@@ -196,7 +214,8 @@ class LiteLLMBackend:
         litellm = await asyncio.to_thread(import_litellm)
         # Starting the local server blocks for seconds: do it off the event loop.
         api_base = await asyncio.to_thread(self._base_url)
-        kwargs = self._kwargs(request, api_base)
+        # Reading and encoding clips is file work: keep it off the event loop.
+        kwargs = await asyncio.to_thread(self._kwargs, request, api_base)
         try:
             if request.params.get("stream"):
                 acc = _StreamAccumulator()
@@ -208,6 +227,9 @@ class LiteLLMBackend:
             raise classify(e) from e
 
     def close(self) -> None:
+        if self._clip_store is not None:
+            self._clip_store.close()
+            self._clip_store = None
         if self._server is not None:
             self._server.stop()
             self._server = None

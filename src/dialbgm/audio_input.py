@@ -1,0 +1,191 @@
+"""Candidates as sound: what a judge asks of its clips, preparing them before any call, and the
+audio parts of a request.
+
+A request never holds audio bytes. Its messages carry an ``audio_ref`` part per clip, holding the
+sha256 of the exact bytes that will be sent (plus their format and shape, never the source path),
+so the cache key covers the sound itself: two files with the same sound share answers, an edited
+clip misses. The bytes are read from the clip store and base64-encoded only on the way to the
+provider, in the dialect its capabilities name.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dialbgm.config import JudgeConfig, ProviderConfig
+from dialbgm.data import Dataset
+from dialbgm.errors import ConfigError, DataError, Problem
+
+if TYPE_CHECKING:
+    from dialbgm.audio import AudioSpec, ClipStore, PreparedClip
+
+AUDIO_REF = "audio_ref"
+_REF_FIELDS = ("sha256", "format", "mime", "sample_rate", "channels", "duration_s", "nbytes")
+
+
+def wants_audio(judge: JudgeConfig) -> bool:
+    return judge.input != "caption"
+
+
+def wants_caption(judge: JudgeConfig) -> bool:
+    return judge.input != "audio"
+
+
+def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
+    """The clip format this judge sends to this provider; refuses a provider that takes no audio."""
+    from dialbgm.audio import AUDIO_FORMATS, AudioSpec
+
+    offered = provider.capabilities.audio_formats
+    accepted = [f for f in offered if f in AUDIO_FORMATS]
+    if not accepted:
+        why = (
+            "takes no audio (capabilities.audio_formats is empty)"
+            if not offered
+            else f"takes only {', '.join(offered)}, none of which dialbgm can encode ({', '.join(AUDIO_FORMATS)})"
+        )
+        raise ConfigError(
+            f"judge {judge.name!r}: input = {judge.input!r} sends audio, but provider {provider.name!r} {why}; "
+            "use an audio judge (gpt-4o-audio, gemini-2.5-flash-audio, qwen-omni-audio) or input = caption"
+        )
+    if judge.audio_format:
+        if judge.audio_format not in accepted:
+            raise ConfigError(
+                f"judge {judge.name!r}: audio_format = {judge.audio_format!r}, but provider {provider.name!r} "
+                f"accepts {', '.join(accepted)}"
+            )
+        accepted = [judge.audio_format] + [f for f in accepted if f != judge.audio_format]
+    try:
+        return AudioSpec(
+            formats=tuple(accepted),
+            sample_rate=judge.audio_sample_rate or None,
+            channels=1,
+            start_s=judge.audio_start_s,
+            duration_s=judge.audio_seconds or None,
+        )
+    except ValueError as e:
+        raise ConfigError(f"judge {judge.name!r}: {e}") from None
+
+
+def clip_path(data_path: Path, audio: str) -> Path:
+    """A candidate's audio path: relative paths are relative to the data file's folder."""
+    p = Path(audio)
+    return p if p.is_absolute() else data_path.parent / p
+
+
+def prepare_clips(dataset: Dataset, spec: AudioSpec, store: ClipStore) -> dict[tuple[str, str], PreparedClip]:
+    """Every candidate's clip, decoded, trimmed, resampled, encoded and stored (or found in the
+    store). Every bad clip is reported at once, naming the item, the candidate and the file."""
+    from dialbgm.audio import AudioError
+
+    clips: dict[tuple[str, str], PreparedClip] = {}
+    problems: list[Problem] = []
+    where = str(dataset.path)
+    for item in dataset:
+        for k, c in enumerate(item.candidates):
+            field = f"candidates[{k}].audio"
+            if c.audio is None:
+                problems.append(
+                    Problem(where, item.source_line, field, f"item {item.id!r}, candidate {c.id!r}: no audio path")
+                )
+                continue
+            path = clip_path(dataset.path, c.audio)
+            try:
+                clips[(item.id, c.id)] = store.get_or_prepare(path, spec)
+            except AudioError as e:
+                problems.append(
+                    Problem(where, item.source_line, field, f"item {item.id!r}, candidate {c.id!r}: {path}: {e.reason}")
+                )
+    if problems:
+        raise DataError(problems)
+    return clips
+
+
+def check_clips(dataset: Dataset) -> list[Problem]:
+    """``validate``: every audio path given must be a readable, non-empty, non-silent clip."""
+    from dialbgm.audio import AudioError, check
+
+    problems: list[Problem] = []
+    for item in dataset:
+        for k, c in enumerate(item.candidates):
+            if c.audio is None:
+                continue
+            path = clip_path(dataset.path, c.audio)
+            try:
+                check(path)
+            except AudioError as e:
+                problems.append(
+                    Problem(
+                        str(dataset.path),
+                        item.source_line,
+                        f"candidates[{k}].audio",
+                        f"item {item.id!r}, candidate {c.id!r}: {path}: {e.reason}",
+                    )
+                )
+    return problems
+
+
+def audio_ref(clip: PreparedClip) -> dict[str, Any]:
+    """The part a message holds for a clip: what identifies the bytes, never the bytes or the path."""
+    d = clip.to_dict()
+    return {"type": AUDIO_REF, "audio": {k: d[k] for k in _REF_FIELDS}}
+
+
+def has_audio(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(m.get("content"), list) and any(p.get("type") == AUDIO_REF for p in m["content"]) for m in messages
+    )
+
+
+def audio_bytes_sent(messages: list[dict[str, Any]]) -> int:
+    """The size of the audio in a request as sent: base64 of every clip."""
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            total += sum(4 * ((p["audio"]["nbytes"] + 2) // 3) for p in content if p.get("type") == AUDIO_REF)
+    return total
+
+
+def check_request_size(messages: list[dict[str, Any]], provider: ProviderConfig, what: str) -> None:
+    limit = provider.capabilities.max_audio_bytes
+    if limit and (size := audio_bytes_sent(messages)) > limit:
+        raise ConfigError(
+            f"{what}: the request would carry {size:,} bytes of audio (base64), over the limit of {limit:,} "
+            f"bytes of provider {provider.name!r} (capabilities.max_audio_bytes); send shorter clips "
+            "(audio_seconds), a lower audio_sample_rate, or a compressed audio_format"
+        )
+
+
+def to_wire(messages: list[dict[str, Any]], dialect: str, store: ClipStore) -> list[dict[str, Any]]:
+    """The messages as the provider gets them: each audio reference replaced by its clip's bytes."""
+    from dialbgm.audio import PreparedClip
+
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list):
+            out.append(m)
+            continue
+        parts = []
+        for p in content:
+            if p.get("type") != AUDIO_REF:
+                parts.append(p)
+                continue
+            clip = PreparedClip.from_dict({**p["audio"], "source": f"clip {p['audio']['sha256'][:12]}"})
+            data = base64.b64encode(store.read(clip)).decode("ascii")
+            if dialect == "input_audio_data_uri":
+                data = f"data:;base64,{data}"
+            parts.append({"type": "input_audio", "input_audio": {"data": data, "format": clip.format}})
+        out.append({**m, "content": parts})
+    return out
+
+
+def describe_part(part: Mapping[str, Any]) -> str:
+    """How ``render`` shows an audio part: format, length, rate, size and hash, never base64."""
+    from dialbgm.audio import PreparedClip
+
+    clip = PreparedClip.from_dict({**part["audio"], "source": ""})
+    return f"[audio: {clip.describe()}]"
