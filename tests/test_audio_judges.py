@@ -99,6 +99,15 @@ def test_openai_dialect_sends_wav_input_audio_that_decodes_to_the_prepared_clip(
     # Neither the clip's path nor our internal reference leaks onto the wire.
     wire = json.dumps(body)
     assert "audio_ref" not in wire and "clips/" not in wire and ".flac" not in wire
+    # Prepared clips live beside the response cache, whose integrity check stays clean.
+    from dialbgm.cache import ResponseCache
+
+    assert any(workspace.audio_dir.glob("blobs/*/*.wav"))
+    cache = ResponseCache(workspace.cache_dir)
+    try:
+        assert cache.verify().problems == []
+    finally:
+        cache.close()
 
 
 def test_gemini_dialect_gets_inline_audio_parts_through_litellm(
@@ -179,9 +188,19 @@ def test_same_sound_in_another_file_hits_and_an_edited_clip_misses(
     # The same file, edited (quieter): different bytes, a miss.
     samples, rate = sf.read(renamed, dtype="float32")
     sf.write(renamed, samples * 0.5, rate, format=sf.info(str(renamed)).format)
-    assert prepare(workspace, "gpt-4o-audio", data).keys != base
-    # A different window of the same clips is a different request too.
-    assert prepare(workspace, "gpt-4o-audio", data, overrides={"audio_seconds": 5.0}).keys != base
+    edited = prepare(workspace, "gpt-4o-audio", data).keys
+    assert edited[0] != base[0]
+    # A different window, rate or format of the same clips is a different request too.
+    for change in ({"audio_seconds": 5.0}, {"audio_sample_rate": 22050}, {"audio_format": "mp3"}):
+        changed = prepare(workspace, "gpt-4o-audio", data, overrides=change).keys
+        assert changed[0] != edited[0], change
+
+
+def test_the_dialect_a_clip_is_sent_in_is_part_of_the_key(workspace: Workspace, audio_data: Path) -> None:
+    before = prepare(workspace, "qwen-omni-audio", audio_data, limit=1).keys
+    path = workspace.providers_dir / "dashscope.toml"
+    path.write_text(path.read_text().replace('audio_dialect = "input_audio_data_uri"', 'audio_dialect = "input_audio"'))
+    assert prepare(workspace, "qwen-omni-audio", audio_data, limit=1).keys != before
 
 
 @pytest.mark.parametrize(
@@ -297,3 +316,66 @@ def test_caption_versus_audio_is_an_experiment_factor(
     as_text = [b for b in bodies if isinstance(b["messages"][-1]["content"], str)]
     assert len(with_audio) == 4 and len(as_text) == 2
     assert all(len(audio_parts(b)) == 4 for b in with_audio)
+
+
+def test_an_edited_clip_makes_compare_rerun_the_cell_and_resume_refuse(
+    workspace: Workspace, audio_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialbgm.runner import quick_config_hash
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
+    data = copy_sample(audio_data, tmp_path / "d", n_items=1)
+    with ScriptedOpenAIServer() as server:
+        over = {"api_base": server.base_url}
+        (workspace.root / "experiments").mkdir()
+        path = workspace.root / "experiments" / "one.toml"
+        path.write_text(
+            f'[data]\npath = "{data}"\n[judges.gpt]\njudge = "gpt-4o-audio"\napi_base = "{server.base_url}"\n'
+        )
+        shutil.copytree(ROOT / "prices", workspace.root / "prices")
+        assert CliRunner().invoke(app, ["compare", str(path)]).exit_code == 0
+        assert len(server.requests) == 1
+        run = run_eval(workspace, "gpt-4o-audio", data, out_dir=tmp_path / "r", overrides=over)
+        hash_before = quick_config_hash(workspace, "gpt-4o-audio", data, None, over)
+        assert hash_before == run.manifest["config_hash"]
+        clip = data.parent / json.loads(data.read_text())["candidates"][0]["audio"]
+        samples, rate = sf.read(clip, dtype="float32")
+        sf.write(clip, samples * 0.5, rate, format=sf.info(str(clip)).format)
+        assert quick_config_hash(workspace, "gpt-4o-audio", data, None, over) != hash_before
+        # compare sees the changed sound: the cell is run again, and its one request is new.
+        assert CliRunner().invoke(app, ["compare", str(path)]).exit_code == 0
+        assert len(server.requests) == 2
+        with pytest.raises(ConfigError, match="audio_sha256"):
+            run_eval(workspace, "gpt-4o-audio", data, resume=tmp_path / "r")
+
+
+def test_without_the_audio_extra_validate_says_what_to_install(
+    audio_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # as if `pip install dialbgm` without [audio]
+    out = CliRunner().invoke(app, ["validate", str(audio_data)])
+    assert out.exit_code == 2 and "pip install 'dialbgm[audio]'" in out.output
+    out = CliRunner().invoke(app, ["validate", "--no-audio", str(audio_data)])
+    assert out.exit_code == 0 and "48 candidates with audio (clips not opened)" in out.output
+
+
+def test_a_dry_run_counts_audio_tokens_and_does_not_pretend_to_price_them(
+    workspace: Workspace, audio_data: Path
+) -> None:
+    from dialbgm.experiment import load_experiment, plan_cells
+
+    (workspace.root / "experiments").mkdir()
+    path = workspace.root / "experiments" / "m.toml"
+    path.write_text(
+        f'[data]\npath = "{audio_data}"\nlimit = 3\n'
+        '[judges.gem]\njudge = "gemini-2.5-flash-audio"\ninput = ["caption", "audio"]\n'
+    )
+    shutil.copytree(ROOT / "prices", workspace.root / "prices")
+    plans = {p.cell_id: p for p in plan_cells(workspace, load_experiment(workspace, path))}
+    text, audio = plans["gem__input=caption"], plans["gem__input=audio"]
+    assert text.cost_est is not None and audio.cost_est is None
+    assert audio.audio_seconds_uncached == pytest.approx(3 * 4 * 10.0)
+    # 40 s of audio per call at 32 tokens/s outweighs the four captions it replaces.
+    assert audio.prompt_tokens_est > text.prompt_tokens_est + 3 * 1000

@@ -117,3 +117,14 @@ def test_only_json_is_stored_and_a_second_process_hits(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "c")
     assert cache.stats().entries == 1
     assert cache.clear() == 1 and cache.get(BASE) is None
+
+
+def test_verify_reports_a_stray_file_in_the_cache_folder(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    try:
+        assert cache.verify().problems == []
+        (tmp_path / "c" / "stray.bin").write_bytes(b"x")
+        problems = cache.verify().problems
+        assert len(problems) == 1 and problems[0].startswith("storage:") and "stray.bin" in problems[0]
+    finally:
+        cache.close()

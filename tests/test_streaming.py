@@ -73,7 +73,7 @@ def test_a_plan_keeps_keys_not_rendered_prompts(workspace: Workspace, sample_pat
 def test_units_are_written_in_plan_order_with_every_field(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
-    # The random judge answers locally; cached and fresh outcomes mix in the spool.
+    # The random judge answers locally (never cached): every outcome passes through the spool.
     over = {"orders": 2}
     first = run_eval(workspace, "random", sample_path, out_dir=tmp_path / "a", overrides=over, limit=10)
     again = run_eval(workspace, "random", sample_path, out_dir=tmp_path / "b", overrides=over, limit=10)

@@ -210,9 +210,24 @@ def decode(path: str | Path, start_s: float = 0.0, duration_s: float | None = No
         return _read_window(f, info, start, count), info.sample_rate
 
 
+class AudioSupportMissing(InputError):
+    """The optional audio dependencies are not installed."""
+
+
+def require_audio_support() -> None:
+    """Fail with the install command, not a traceback, when soundfile is absent."""
+    try:
+        import soundfile  # noqa: F401
+    except (ImportError, OSError) as e:  # OSError: the wheel's libsndfile cannot be loaded
+        raise AudioSupportMissing(
+            f"reading audio clips needs the 'audio' extra ({e}); install it with  pip install 'dialbgm[audio]'"
+        ) from None
+
+
 @contextmanager
 def _opened(path: str | Path) -> Iterator[tuple[soundfile.SoundFile, AudioInfo]]:
     """An open handle and its header, with every way a file can be unusable turned into AudioError."""
+    require_audio_support()
     import soundfile as sf
 
     _stat_source(path)
@@ -546,7 +561,7 @@ class ClipStore:
         self._index.close()
 
     def blob_path(self, clip: PreparedClip) -> Path:
-        return self.blobs / clip.sha256[:2] / f"{clip.sha256}.{clip.format}"
+        return blob_path(self.root, clip)
 
     def get_or_prepare(self, path: str | Path, spec: AudioSpec) -> PreparedClip:
         """The prepared clip, from the index when the source is unchanged (a stat, no decode)."""
@@ -567,15 +582,7 @@ class ClipStore:
 
     def read(self, clip: PreparedClip) -> bytes:
         """The clip's bytes, verified against its sha256; a corrupt blob is removed so it is prepared again."""
-        blob = self.blob_path(clip)
-        try:
-            data = blob.read_bytes()
-        except FileNotFoundError:
-            raise AudioError(blob, f"the stored clip of {clip.source} is missing; prepare it again") from None
-        if hashlib.sha256(data).hexdigest() != clip.sha256:
-            blob.unlink(missing_ok=True)
-            raise AudioError(blob, f"the stored clip of {clip.source} is corrupt (sha256 mismatch); prepare it again")
-        return data
+        return read_blob(self.root, clip)
 
     def stats(self) -> dict[str, int]:
         """Blob count and bytes on disk, index entries, and this instance's hits and misses."""
@@ -616,6 +623,24 @@ class ClipStore:
         write_atomically(blob, data)
 
 
+def blob_path(root: Path, clip: PreparedClip) -> Path:
+    return root / "blobs" / clip.sha256[:2] / f"{clip.sha256}.{clip.format}"
+
+
+def read_blob(root: Path, clip: PreparedClip) -> bytes:
+    """A stored clip's bytes, verified against its sha256, without opening the store's index (so
+    a sender in any thread needs no handle to close); a corrupt blob is removed."""
+    blob = blob_path(root, clip)
+    try:
+        data = blob.read_bytes()
+    except FileNotFoundError:
+        raise AudioError(blob, f"the stored clip of {clip.source} is missing; prepare it again") from None
+    if hashlib.sha256(data).hexdigest() != clip.sha256:
+        blob.unlink(missing_ok=True)
+        raise AudioError(blob, f"the stored clip of {clip.source} is corrupt (sha256 mismatch); prepare it again")
+    return data
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     # ctime cannot be set from user space, so it also catches an edit whose mtime was restored.
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
@@ -641,9 +666,12 @@ def _is_racy(st: os.stat_result) -> bool:
 
 def _file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise AudioError(path, f"cannot be read ({e.strerror or e})") from e
     return digest.hexdigest()
 
 

@@ -36,7 +36,7 @@ def wants_caption(judge: JudgeConfig) -> bool:
 
 def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
     """The clip format this judge sends to this provider; refuses a provider that takes no audio."""
-    from dialbgm.audio import AUDIO_FORMATS, AudioSpec
+    from dialbgm.audio import AUDIO_FORMATS, AudioSpec, require_audio_support
 
     offered = provider.capabilities.audio_formats
     accepted = [f for f in offered if f in AUDIO_FORMATS]
@@ -57,6 +57,7 @@ def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
                 f"accepts {', '.join(accepted)}"
             )
         accepted = [judge.audio_format] + [f for f in accepted if f != judge.audio_format]
+    require_audio_support()
     try:
         return AudioSpec(
             formats=tuple(accepted),
@@ -105,8 +106,9 @@ def prepare_clips(dataset: Dataset, spec: AudioSpec, store: ClipStore) -> dict[t
 
 def check_clips(dataset: Dataset) -> list[Problem]:
     """``validate``: every audio path given must be a readable, non-empty, non-silent clip."""
-    from dialbgm.audio import AudioError, check
+    from dialbgm.audio import AudioError, check, require_audio_support
 
+    require_audio_support()
     problems: list[Problem] = []
     for item in dataset:
         for k, c in enumerate(item.candidates):
@@ -127,10 +129,42 @@ def check_clips(dataset: Dataset) -> list[Problem]:
     return problems
 
 
-def audio_ref(clip: PreparedClip) -> dict[str, Any]:
-    """The part a message holds for a clip: what identifies the bytes, never the bytes or the path."""
+def audio_ref(clip: PreparedClip, dialect: str) -> dict[str, Any]:
+    """The part a message holds for a clip: what identifies the bytes and how they will be sent
+    (so both are in the cache key), never the bytes or the path."""
     d = clip.to_dict()
-    return {"type": AUDIO_REF, "audio": {k: d[k] for k in _REF_FIELDS}}
+    return {"type": AUDIO_REF, "audio": {k: d[k] for k in _REF_FIELDS}, "dialect": dialect}
+
+
+def clips_digest(clips: Mapping[tuple[str, str], PreparedClip]) -> str:
+    """One hash of every clip a run sends: part of its config, so an edited clip is a changed run."""
+    import hashlib
+    import json
+
+    listing = sorted((item, cand, clip.sha256) for (item, cand), clip in clips.items())
+    return hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
+
+
+def text_chars(messages: list[dict[str, Any]]) -> int:
+    """Characters of text in a request (its text parts only, when it carries audio)."""
+    n = 0
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, str):
+            n += len(c)
+        elif isinstance(c, list):
+            n += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
+    return n
+
+
+def audio_seconds(messages: list[dict[str, Any]]) -> float:
+    """Seconds of audio a request carries (providers bill audio by its length)."""
+    total = 0.0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            total += sum(float(p["audio"]["duration_s"]) for p in content if p.get("type") == AUDIO_REF)
+    return total
 
 
 def has_audio(messages: list[dict[str, Any]]) -> bool:
@@ -159,9 +193,10 @@ def check_request_size(messages: list[dict[str, Any]], provider: ProviderConfig,
         )
 
 
-def to_wire(messages: list[dict[str, Any]], dialect: str, store: ClipStore) -> list[dict[str, Any]]:
-    """The messages as the provider gets them: each audio reference replaced by its clip's bytes."""
-    from dialbgm.audio import PreparedClip
+def to_wire(messages: list[dict[str, Any]], store_root: Path) -> list[dict[str, Any]]:
+    """The messages as the provider gets them: each audio reference replaced by its clip's bytes,
+    in the dialect the reference names."""
+    from dialbgm.audio import PreparedClip, read_blob
 
     out = []
     for m in messages:
@@ -175,8 +210,8 @@ def to_wire(messages: list[dict[str, Any]], dialect: str, store: ClipStore) -> l
                 parts.append(p)
                 continue
             clip = PreparedClip.from_dict({**p["audio"], "source": f"clip {p['audio']['sha256'][:12]}"})
-            data = base64.b64encode(store.read(clip)).decode("ascii")
-            if dialect == "input_audio_data_uri":
+            data = base64.b64encode(read_blob(store_root, clip)).decode("ascii")
+            if p["dialect"] == "input_audio_data_uri":
                 data = f"data:;base64,{data}"
             parts.append({"type": "input_audio", "input_audio": {"data": data, "format": clip.format}})
         out.append({**m, "content": parts})

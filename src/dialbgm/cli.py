@@ -77,6 +77,12 @@ def eval_cmd(
         ws = _workspace()
         data_path = data or ws.sample_data
         overrides = parse_overrides(set_) if set_ else None
+        if not quiet and resume is None:
+            from dialbgm.config import load_judge
+
+            if load_judge(ws, judge, overrides).input != "caption":
+                # The first time, clips are decoded and encoded before any call (~30 clips/s on 2 cores).
+                typer.echo("preparing the candidates' audio (kept in the cache for the next run)...", err=True)
         with _progress(quiet) as progress:
             result = run_eval(
                 ws,
@@ -210,15 +216,18 @@ def _shown_content(content: str | list[dict[str, Any]]) -> str:
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="Data file to check.")]) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="Data file to check.")],
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not open the audio clips it names.")] = False,
+) -> None:
     """Check a data file and the audio clips it names; list every problem with its file, line and
     field (exit 2 if any)."""
     from dialbgm.data import load_dataset
-    from dialbgm.errors import DataError
+    from dialbgm.errors import DataError, DialbgmError
 
     try:
         ds = load_dataset(path)
-        if any(c.audio for i in ds for c in i.candidates):
+        if not no_audio and any(c.audio for i in ds for c in i.candidates):
             from dialbgm.audio_input import check_clips
 
             if problems := check_clips(ds):
@@ -228,12 +237,16 @@ def validate(path: Annotated[Path, typer.Argument(help="Data file to check.")]) 
             typer.echo(str(p), err=True)
         typer.secho(f"{len(e.problems)} problem(s) in {path}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    except DialbgmError as e:  # e.g. the audio extra is not installed
+        _fail(e)
+        return
     n_cands = sum(len(i.candidates) for i in ds)
     with_summary = sum(1 for i in ds if i.summary)
     with_audio = sum(1 for i in ds for c in i.candidates if c.audio)
     typer.echo(
         f"{path}: ok — {len(ds)} items, {n_cands} candidates, {with_summary} with a summary, "
-        f"{with_audio} candidates with audio ({ds.fmt}, sha256 {ds.sha256[:12]})"
+        f"{with_audio} candidates with audio{' (clips not opened)' if no_audio and with_audio else ''} "
+        f"({ds.fmt}, sha256 {ds.sha256[:12]})"
     )
 
 

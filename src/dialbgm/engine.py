@@ -70,11 +70,18 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+# Providers bill audio by its length: Gemini counts 32 tokens a second, OpenAI and Qwen fewer;
+# the largest keeps a tokens-per-minute budget on the safe side.
+AUDIO_TOKENS_PER_SECOND = 32
+
+
 def estimate_tokens(request: Request) -> int:
     """Rough prompt + completion tokens of a request, for the tokens-per-minute budget only."""
-    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+    from dialbgm.audio_input import audio_seconds, text_chars
+
     limit = request.params.get("max_tokens") or request.params.get("max_completion_tokens") or 0
-    return chars // 4 + (int(limit) if isinstance(limit, int) else 0)
+    audio = round(audio_seconds(request.messages) * AUDIO_TOKENS_PER_SECOND)
+    return text_chars(request.messages) // 4 + audio + (int(limit) if isinstance(limit, int) else 0)
 
 
 async def _attempt(backend: Backend, request: Request) -> Response:

@@ -272,6 +272,7 @@ class CellPlan:
     max_output_tokens: int | None
     price: Any
     """A :class:`dialbgm.prices.Price`, or None when the model has no price in the table."""
+    audio_seconds_uncached: float = 0.0
 
     @property
     def uncached(self) -> int:
@@ -279,8 +280,11 @@ class CellPlan:
 
     @property
     def prompt_tokens_est(self) -> int:
-        # An estimate (characters / 4), not a tokenizer count: providers tokenise differently.
-        return round(self.prompt_chars_uncached / 4)
+        # An estimate (characters / 4, and audio at the highest per-second rate a provider bills),
+        # not a tokenizer count: providers tokenise differently.
+        from dialbgm.engine import AUDIO_TOKENS_PER_SECOND
+
+        return round(self.prompt_chars_uncached / 4 + self.audio_seconds_uncached * AUDIO_TOKENS_PER_SECOND)
 
     @property
     def cost_est(self) -> float | None:
@@ -291,23 +295,15 @@ class CellPlan:
             return None
         if self.price.local:
             return 0.0
+        if self.audio_seconds_uncached:
+            return None  # the price table has text rates only; audio input is billed at its own
         out = (self.max_output_tokens or 0) * self.uncached
         return float(self.price.cost(self.prompt_tokens_est, out))
 
 
-def _content_chars(messages: list[dict[str, Any]]) -> int:
-    n = 0
-    for m in messages:
-        c = m.get("content")
-        if isinstance(c, str):
-            n += len(c)
-        elif isinstance(c, list):
-            n += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
-    return n
-
-
 def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
     """What running each cell would cost, without calling anything."""
+    from dialbgm.audio_input import audio_seconds, text_chars
     from dialbgm.cache import ResponseCache
     from dialbgm.prices import load_prices
     from dialbgm.runner import prepare
@@ -324,13 +320,16 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
             try:
                 cacheable = bool(prep.backend.cacheable)
                 cached = chars = 0
+                seconds = 0.0
                 calls = len(prep.units) if cacheable else 0
                 if cacheable:
                     for i, key in enumerate(prep.keys):
                         if cache.get_key(key) is not None:
                             cached += 1
                         else:
-                            chars += _content_chars(prep.request(i).messages)
+                            messages = prep.request(i).messages
+                            chars += text_chars(messages)
+                            seconds += audio_seconds(messages)
                 params = prep.judge.params
                 cap = params.get("max_tokens", params.get("max_completion_tokens"))
                 plans.append(
@@ -345,6 +344,7 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
                         chars,
                         cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
                         prices.lookup(prep.provider.kind, prep.judge.model),
+                        seconds,
                     )
                 )
             finally:
@@ -358,7 +358,10 @@ def budget_problem(plans: list[CellPlan], max_cost: float) -> str | None:
     """Why the uncached calls may exceed ``max_cost`` (USD), or None when they fit."""
     unknown = [p.cell_id for p in plans if p.uncached and p.cost_est is None]
     if unknown:
-        return f"cannot check the budget: no price for the model of cell(s) {', '.join(unknown)} (prices/prices.toml)"
+        return (
+            f"cannot check the budget: no price for cell(s) {', '.join(unknown)} (a model missing from "
+            "prices/prices.toml, or audio input, which the table does not price)"
+        )
     total = sum(p.cost_est or 0.0 for p in plans)
     if total > max_cost:
         return f"estimated cost of the uncached calls ${total:.4f} exceeds --max-cost ${max_cost:.4f}"

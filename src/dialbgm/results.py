@@ -76,16 +76,18 @@ class JsonlWriter:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         assert self._f is not None
+        done = False
         try:
             if exc_type is None:
                 self._f.flush()
                 os.fsync(self._f.fileno())
+                self._f.close()
+                os.replace(self._tmp, self.path)
+                done = True
         finally:
             self._f.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+            if not done:
+                self._tmp.unlink(missing_ok=True)
 
 
 def package_versions() -> dict[str, str]:

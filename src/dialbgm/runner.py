@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, prepare_clips, wants_audio
+from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, clips_digest, prepare_clips, wants_audio
 from dialbgm.backends import Backend, make_backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
@@ -73,7 +73,8 @@ class Prepared:
         unit = self.units[i]
         refs = None
         if self.clips is not None:
-            refs = {c.id: audio_ref(self.clips[(unit.item.id, c.id)]) for c in unit.shown}
+            dialect = self.provider.capabilities.audio_dialect
+            refs = {c.id: audio_ref(self.clips[(unit.item.id, c.id)], dialect) for c in unit.shown}
         return _request_for(unit, self.judge, self.backend, self.prompts, self._schemas, refs)
 
     def iter_requests(self) -> Iterator[Request]:
@@ -132,7 +133,7 @@ def prepare(
         from dialbgm.audio import ClipStore
 
         spec = audio_spec(judge, provider)
-        with ClipStore(ws.cache_dir / "audio") as store:
+        with ClipStore(ws.audio_dir) as store:
             clips = prepare_clips(dataset, spec, store)
     units = build_units(dataset, judge, pool)
     prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries, clips=clips)
@@ -319,6 +320,7 @@ def run_config(
         prep.pool.sha256 if prep.pool else None,
         overrides,
         summarizer_identity(ws, prep.judge),
+        clips_digest(prep.clips) if prep.clips is not None else None,
     )
 
 
@@ -332,9 +334,10 @@ def _config_dict(
     pool_sha256: str | None,
     overrides: dict[str, Any] | None,
     summarizer: str | None,
+    audio_sha256: str | None = None,
 ) -> dict[str, Any]:
     judge_record = {k: v for k, v in judge.to_dict().items() if k != "description"}  # cosmetic only
-    return {
+    config = {
         "judge": judge_record,
         "provider": _provider_record(provider),
         "data": {"path": str(data_path), "sha256": data_sha256, "limit": limit},
@@ -344,12 +347,17 @@ def _config_dict(
         "overrides": overrides or {},
         "parser_version": PARSER_VERSION,
     }
+    if audio_sha256 is not None:
+        # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
+        config["audio_sha256"] = audio_sha256
+    return config
 
 
 def quick_config_hash(
     ws: Workspace, judge_name: str, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
 ) -> str:
-    """The config hash a run would have, without loading the data or rendering anything.
+    """The config hash a run would have, without rendering anything (or loading the data,
+    except for a judge that hears the clips).
 
     Lets ``compare`` recognise a cell whose finished folder is already up to date, and
     ``--resume`` refuse a changed configuration before anything (a summary included) is called.
@@ -379,8 +387,21 @@ def quick_config(
         pool_sha,
         overrides,
         summarizer_identity(ws, judge),
+        _audio_digest(ws, judge, provider, data_path, limit) if wants_audio(judge) else None,
     )
     return config
+
+
+def _audio_digest(
+    ws: Workspace, judge: JudgeConfig, provider: ProviderConfig, data_path: Path, limit: int | None
+) -> str:
+    """For a judge that hears the clips, the quick config must see them too: a stat per clip
+    when they are already prepared (the first time, preparing them is what the run does first)."""
+    from dialbgm.audio import ClipStore
+
+    spec = audio_spec(judge, provider)
+    with ClipStore(ws.audio_dir) as store:
+        return clips_digest(prepare_clips(load_dataset(data_path).limited(limit), spec, store))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -464,7 +485,8 @@ def run_eval(
 
     cache = ResponseCache(ws.cache_dir) if use_cache else None
     journal: JournalWriter | None = None
-    spool = OutcomeSpool(len(prep.units))
+    # On the workspace's disk: /tmp may be memory (tmpfs), which would defeat the spool.
+    spool = OutcomeSpool(len(prep.units), directory=ws.root)
     try:
         misses = lookup(prep, cache, spool)
         resumed = replay_journal(prep, out_dir, spool, misses, retry_failed) if resume is not None else 0

@@ -21,7 +21,10 @@ from dialbgm.request import Response
 
 class OutcomeSpool:
     def __init__(self, n_units: int, directory: Path | None = None) -> None:
-        self._f: IO[bytes] = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by close())
+        try:  # anonymous: no name ever appears in ``directory``, and the OS reclaims it on any exit
+            self._f: IO[bytes] = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by close())
+        except OSError:  # e.g. a read-only workspace: the system's temporary folder will do
+            self._f = tempfile.TemporaryFile()  # noqa: SIM115
         self._offsets = array("q", [-1]) * n_units
         self._end = 0
         self.filled = 0

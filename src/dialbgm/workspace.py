@@ -42,6 +42,13 @@ class Workspace:
         return Path(os.environ.get("DIALBGM_CACHE_DIR") or self.root / "cache")
 
     @property
+    def audio_dir(self) -> Path:
+        """Prepared audio clips: beside the response cache, not inside its diskcache folder
+        (whose integrity check would call every clip an unknown file)."""
+        cache = self.cache_dir
+        return cache.with_name(cache.name + "-audio")
+
+    @property
     def results_dir(self) -> Path:
         return self.root / "results"
 

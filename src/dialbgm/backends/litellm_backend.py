@@ -84,8 +84,7 @@ class LiteLLMBackend:
             self.identity = {}
             self.api_base = judge.api_base or provider.effective_api_base()
         self.params = self._sent_params()
-        self._audio_root = ws.cache_dir / "audio"
-        self._clip_store: Any = None
+        self._audio_root = ws.audio_dir
         self.check()
         self._rf_memo: dict[int, tuple[Any, dict[str, Any] | None]] = {}
 
@@ -184,13 +183,10 @@ class LiteLLMBackend:
 
         if not has_audio(request.messages):
             return request.messages
-        from dialbgm.audio import AudioError, ClipStore
+        from dialbgm.audio import AudioError
 
-        with self._start_lock:
-            if self._clip_store is None:
-                self._clip_store = ClipStore(self._audio_root)
         try:
-            return to_wire(request.messages, self.provider.capabilities.audio_dialect, self._clip_store)
+            return to_wire(request.messages, self._audio_root)
         except AudioError as e:  # the store was cleared under a running plan: this unit fails, visibly
             raise PermanentError(f"audio not sent: {e}") from e
 
@@ -227,9 +223,6 @@ class LiteLLMBackend:
             raise classify(e) from e
 
     def close(self) -> None:
-        if self._clip_store is not None:
-            self._clip_store.close()
-            self._clip_store = None
         if self._server is not None:
             self._server.stop()
             self._server = None
