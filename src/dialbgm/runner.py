@@ -506,10 +506,8 @@ def run_eval(
                     },
                     "config": redact(config),
                     "config_hash": config_hash,
-                    "units": [
-                        {"unit_id": u.unit_id, "cache_key": k} for u, k in zip(prep.units, prep.keys, strict=True)
-                    ],
                 },
+                ((u.unit_id, k) for u, k in zip(prep.units, prep.keys, strict=True)),
             )
         journal = JournalWriter(out_dir)
         state = Progress(
