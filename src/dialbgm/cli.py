@@ -78,9 +78,10 @@ def eval_cmd(
         data_path = data or ws.sample_data
         overrides = parse_overrides(set_) if set_ else None
         if not quiet and resume is None:
-            from dialbgm.config import load_judge
+            from dialbgm.config import load_judge, load_provider
 
-            if load_judge(ws, judge, overrides).input != "caption":
+            j = load_judge(ws, judge, overrides)
+            if j.input != "caption" and load_provider(ws, j.provider).capabilities.audio_formats:
                 # The first time, clips are decoded and encoded before any call (~30 clips/s on 2 cores).
                 typer.echo("preparing the candidates' audio (kept in the cache for the next run)...", err=True)
         with _progress(quiet) as progress:
@@ -264,12 +265,12 @@ def judges() -> None:
                 j = load_judge(ws, name)
                 p = load_provider(ws, j.provider)
             except DialbgmError as e:  # one broken file must not hide the other judges
-                rows.append((name, "-", "-", "-", "-", f"invalid: {e}"))
+                rows.append((name, "-", "-", "-", "-", "-", f"invalid: {e}"))
                 continue
             key = p.api_key_env or "-"
             if p.api_key_env and p.api_key_required:
                 key += " (set)" if p.api_key() else " (missing)"
-            rows.append((name, p.name, j.model or p.kind, j.mode, key, j.description))
+            rows.append((name, p.name, j.model or p.kind, j.mode, j.input, key, j.description))
     except DialbgmError as e:
         _fail(e)
         return
@@ -277,7 +278,7 @@ def judges() -> None:
     from rich.table import Table
 
     t = Table()
-    for col in ("judge", "provider", "model", "mode", "key"):
+    for col in ("judge", "provider", "model", "mode", "input", "key"):
         t.add_column(col, no_wrap=True)
     t.add_column("description", overflow="fold")
     for r in rows:
