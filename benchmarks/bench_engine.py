@@ -1,6 +1,6 @@
 """Engine benchmarks, side by side in one run (issue: fast and unbreakable).
 
-    .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000] [--memory-only]
+    .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000] [--memory-only | --no-memory]
 
 1. Throughput against the loopback server with 200 ms added latency at concurrency 64: dialbgm
    (litellm async path, cache writes, journal) against a bare httpx async client sending the
@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=640)
     ap.add_argument("--big", type=int, default=50000)
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory figures")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory figures (~30 min)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dialbgm-engine-"))
     env = workspace(tmp)
@@ -205,7 +206,8 @@ def main() -> None:
         ("CPU per unit on a cache hit (1,000 units, process start excluded)", f"{hit['cpu'] / 1000 * 1000:.2f} ms")
     )
 
-    rows += memory_rows(tmp, env, args.big)
+    if not args.no_memory:
+        rows += memory_rows(tmp, env, args.big)
     print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 
