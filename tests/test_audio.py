@@ -79,15 +79,21 @@ def test_decoded_window_is_the_slice_of_the_full_decode(
     np.testing.assert_array_equal(window, full[start:stop])
 
 
-def test_decode_reads_only_the_window(music_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    requested: list[int] = []
+@pytest.fixture
+def requested(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frame counts asked of every SoundFile.read (-1: the whole file)."""
+    asked: list[int] = []
     real_read = sf.SoundFile.read
 
     def counting_read(self: sf.SoundFile, frames: int = -1, *args: Any, **kwargs: Any) -> Any:
-        requested.append(frames)
+        asked.append(frames)
         return real_read(self, frames, *args, **kwargs)
 
     monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    return asked
+
+
+def test_decode_reads_only_the_window(music_files: dict[str, Path], requested: list[int]) -> None:
     for fmt in ("flac", "ogg"):
         requested.clear()
         window, rate = audio.decode(music_files[fmt], 6.0, 1.0)
@@ -97,16 +103,9 @@ def test_decode_reads_only_the_window(music_files: dict[str, Path], monkeypatch:
         assert sum(requested) <= rate + audio._PREROLL_FRAMES
 
 
-def test_check_reads_in_blocks_of_about_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_reads_in_blocks_of_about_a_second(tmp_path: Path, requested: list[int]) -> None:
     path = write(tmp_path / "long.flac", sine(300, 8000, 30.0), 8000)
-    requested: list[int] = []
-    real_read = sf.SoundFile.read
-
-    def counting_read(self: sf.SoundFile, frames: int = -1, *args: Any, **kwargs: Any) -> Any:
-        requested.append(frames)
-        return real_read(self, frames, *args, **kwargs)
-
-    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    requested.clear()
     info = audio.check(path)
     assert info.frames == 30 * 8000
     assert max(requested) <= 8000 and sum(requested) == 30 * 8000
