@@ -379,3 +379,27 @@ def test_a_dry_run_counts_audio_tokens_and_does_not_pretend_to_price_them(
     assert audio.audio_seconds_uncached == pytest.approx(3 * 4 * 10.0)
     # 40 s of audio per call at 32 tokens/s outweighs the four captions it replaces.
     assert audio.prompt_tokens_est > text.prompt_tokens_est + 3 * 1000
+
+
+def test_without_the_audio_extra_an_audio_judge_stops_before_any_call(
+    workspace: Workspace, audio_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from dialbgm.audio import AudioSupportMissing
+
+    monkeypatch.setitem(sys.modules, "soundfile", None)
+    with pytest.raises(AudioSupportMissing, match=r"pip install 'dialbgm\[audio\]'") as err:
+        prepare(workspace, "gpt-4o-audio", audio_data, limit=1)
+    assert err.value.exit_code == 2
+
+
+def test_a_clip_removed_from_the_store_under_a_running_plan_fails_that_call_visibly(
+    workspace: Workspace, audio_data: Path
+) -> None:
+    from dialbgm.retry import PermanentError
+
+    prep = prepare(workspace, "gpt-4o-audio", audio_data, limit=1, overrides={"api_base": "http://127.0.0.1:9/v1"})
+    shutil.rmtree(workspace.audio_dir / "blobs")
+    with pytest.raises(PermanentError, match=r"audio not sent: .*stored clip .* is missing"):
+        prep.backend.complete(prep.request(0))

@@ -11,12 +11,12 @@ provider, in the dialect its capabilities name.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialbgm.config import JudgeConfig, ProviderConfig
-from dialbgm.data import Dataset
+from dialbgm.data import Candidate, Dataset, Item
 from dialbgm.errors import ConfigError, DataError, Problem
 
 if TYPE_CHECKING:
@@ -79,53 +79,41 @@ def clip_path(data_path: Path, audio: str) -> Path:
 def prepare_clips(dataset: Dataset, spec: AudioSpec, store: ClipStore) -> dict[tuple[str, str], PreparedClip]:
     """Every candidate's clip, decoded, trimmed, resampled, encoded and stored (or found in the
     store). Every bad clip is reported at once, naming the item, the candidate and the file."""
-    from dialbgm.audio import AudioError
-
     clips: dict[tuple[str, str], PreparedClip] = {}
-    problems: list[Problem] = []
-    where = str(dataset.path)
-    for item in dataset:
-        for k, c in enumerate(item.candidates):
-            field = f"candidates[{k}].audio"
-            if c.audio is None:
-                problems.append(
-                    Problem(where, item.source_line, field, f"item {item.id!r}, candidate {c.id!r}: no audio path")
-                )
-                continue
-            path = clip_path(dataset.path, c.audio)
-            try:
-                clips[(item.id, c.id)] = store.get_or_prepare(path, spec)
-            except AudioError as e:
-                problems.append(
-                    Problem(where, item.source_line, field, f"item {item.id!r}, candidate {c.id!r}: {path}: {e.reason}")
-                )
-    if problems:
+
+    def one(item: Item, c: Candidate, path: Path) -> None:
+        clips[(item.id, c.id)] = store.get_or_prepare(path, spec)
+
+    if problems := _each_clip(dataset, one, require_path=True):
         raise DataError(problems)
     return clips
 
 
 def check_clips(dataset: Dataset) -> list[Problem]:
     """``validate``: every audio path given must be a readable, non-empty, non-silent clip."""
-    from dialbgm.audio import AudioError, check, require_audio_support
+    from dialbgm.audio import check, require_audio_support
 
     require_audio_support()
+    return _each_clip(dataset, lambda item, c, path: check(path), require_path=False)
+
+
+def _each_clip(dataset: Dataset, fn: Callable[[Item, Candidate, Path], object], require_path: bool) -> list[Problem]:
+    """Run ``fn`` on each candidate's clip; the problems, each naming the item, candidate and path."""
+    from dialbgm.audio import AudioError
+
     problems: list[Problem] = []
     for item in dataset:
         for k, c in enumerate(item.candidates):
+            where = (str(dataset.path), item.source_line, f"candidates[{k}].audio")
             if c.audio is None:
+                if require_path:
+                    problems.append(Problem(*where, f"item {item.id!r}, candidate {c.id!r}: no audio path"))
                 continue
             path = clip_path(dataset.path, c.audio)
             try:
-                check(path)
+                fn(item, c, path)
             except AudioError as e:
-                problems.append(
-                    Problem(
-                        str(dataset.path),
-                        item.source_line,
-                        f"candidates[{k}].audio",
-                        f"item {item.id!r}, candidate {c.id!r}: {path}: {e.reason}",
-                    )
-                )
+                problems.append(Problem(*where, f"item {item.id!r}, candidate {c.id!r}: {path}: {e.reason}"))
     return problems
 
 
@@ -157,30 +145,25 @@ def text_chars(messages: list[dict[str, Any]]) -> int:
     return n
 
 
-def audio_seconds(messages: list[dict[str, Any]]) -> float:
-    """Seconds of audio a request carries (providers bill audio by its length)."""
-    total = 0.0
+def _audio_parts(messages: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for m in messages:
         content = m.get("content")
         if isinstance(content, list):
-            total += sum(float(p["audio"]["duration_s"]) for p in content if p.get("type") == AUDIO_REF)
-    return total
+            yield from (p for p in content if p.get("type") == AUDIO_REF)
+
+
+def audio_seconds(messages: list[dict[str, Any]]) -> float:
+    """Seconds of audio a request carries (providers bill audio by its length)."""
+    return sum(float(p["audio"]["duration_s"]) for p in _audio_parts(messages))
 
 
 def has_audio(messages: list[dict[str, Any]]) -> bool:
-    return any(
-        isinstance(m.get("content"), list) and any(p.get("type") == AUDIO_REF for p in m["content"]) for m in messages
-    )
+    return next(_audio_parts(messages), None) is not None
 
 
 def audio_bytes_sent(messages: list[dict[str, Any]]) -> int:
     """The size of the audio in a request as sent: base64 of every clip."""
-    total = 0
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            total += sum(4 * ((p["audio"]["nbytes"] + 2) // 3) for p in content if p.get("type") == AUDIO_REF)
-    return total
+    return sum(4 * ((p["audio"]["nbytes"] + 2) // 3) for p in _audio_parts(messages))
 
 
 def check_request_size(messages: list[dict[str, Any]], provider: ProviderConfig, what: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialbgm.audio_input import audio_seconds, text_chars
 from dialbgm.backends import Backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import ProviderConfig
@@ -77,8 +78,6 @@ AUDIO_TOKENS_PER_SECOND = 32
 
 def estimate_tokens(request: Request) -> int:
     """Rough prompt + completion tokens of a request, for the tokens-per-minute budget only."""
-    from dialbgm.audio_input import audio_seconds, text_chars
-
     limit = request.params.get("max_tokens") or request.params.get("max_completion_tokens") or 0
     audio = round(audio_seconds(request.messages) * AUDIO_TOKENS_PER_SECOND)
     return text_chars(request.messages) // 4 + audio + (int(limit) if isinstance(limit, int) else 0)

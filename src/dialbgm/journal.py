@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from dialbgm.results import atomic_file
+
 PLAN = "plan.json"
 JOURNAL = "journal.jsonl"
 
@@ -24,26 +26,14 @@ JOURNAL = "journal.jsonl"
 def write_plan(out_dir: Path, plan: dict[str, Any], units: Iterable[tuple[str, str]]) -> None:
     """``plan`` plus ``"units": [{"unit_id", "cache_key"}, ...]``, the units written one line each
     as they are produced (a 50,000-unit plan is never built as one string)."""
-    path = out_dir / PLAN
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            head = json.dumps({**plan, "units": []}, indent=2, ensure_ascii=False, allow_nan=False)
-            assert head.endswith('"units": []\n}')
-            f.write(head[: -len("[]\n}")] + "[")
-            for n, (unit_id, key) in enumerate(units):
-                f.write(
-                    ("," if n else "")
-                    + "\n    "
-                    + json.dumps({"unit_id": unit_id, "cache_key": key}, ensure_ascii=False)
-                )
-            f.write("\n  ]\n}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(out_dir / PLAN) as f:
+        head = json.dumps({**plan, "units": []}, indent=2, ensure_ascii=False, allow_nan=False)
+        assert head.endswith('"units": []\n}')
+        f.write(head[: -len("[]\n}")] + "[")
+        for n, (unit_id, key) in enumerate(units):
+            entry = json.dumps({"unit_id": unit_id, "cache_key": key}, ensure_ascii=False)
+            f.write(("," if n else "") + "\n    " + entry)
+        f.write("\n  ]\n}\n")
 
 
 def read_plan(run_dir: Path) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -38,13 +39,26 @@ def prepare_out_dir(out: Path, force: bool) -> None:
         (out / f).unlink()
 
 
-def _atomic_write(path: Path, text: str) -> None:
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[str]]:
+    """A text file written under a temporary name, fsynced and renamed into place only when the
+    ``with`` block ends without an error: readers see the whole file or none of it, and a failed
+    write leaves no temporary behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -58,36 +72,23 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 class JsonlWriter:
-    """Rows written one at a time to a temporary name, renamed into place only when the
-    ``with`` block ends without an error: readers see the whole file or none of it."""
+    """Rows written one at a time into an :func:`atomic_file`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._tmp = path.with_name(f".{path.name}.tmp")
+        self._stack = ExitStack()
         self._f: IO[str] | None = None
 
     def __enter__(self) -> JsonlWriter:
-        self._f = self._tmp.open("w", encoding="utf-8")
+        self._f = self._stack.enter_context(atomic_file(self.path))
         return self
 
     def write(self, row: dict[str, Any]) -> None:
         assert self._f is not None, "JsonlWriter used outside its with block"
         self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        assert self._f is not None
-        done = False
-        try:
-            if exc_type is None:
-                self._f.flush()
-                os.fsync(self._f.fileno())
-                self._f.close()
-                os.replace(self._tmp, self.path)
-                done = True
-        finally:
-            self._f.close()
-            if not done:
-                self._tmp.unlink(missing_ok=True)
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
 
 
 def package_versions() -> dict[str, str]:
