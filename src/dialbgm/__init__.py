@@ -16,18 +16,22 @@ __all__ = [
     "DataError",
     "Dataset",
     "DialbgmError",
+    "Experiment",
     "Item",
     "JudgeConfig",
     "Problem",
     "ProviderConfig",
     "ResponseCache",
+    "Run",
     "RunResult",
     "Turn",
     "find_workspace",
     "item_metrics",
     "load_dataset",
+    "load_experiment",
     "load_judge",
     "load_provider",
+    "load_run",
     "run_eval",
 ]
 
@@ -50,6 +54,10 @@ _WHERE = {
     "run_eval": "dialbgm.runner",
     "find_workspace": "dialbgm.workspace",
     "item_metrics": "dialbgm.metrics",
+    "Run": "dialbgm.frames",
+    "Experiment": "dialbgm.frames",
+    "load_run": "dialbgm.frames",
+    "load_experiment": "dialbgm.frames",
 }
 
 if TYPE_CHECKING:
@@ -57,6 +65,7 @@ if TYPE_CHECKING:
     from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider
     from dialbgm.data import Candidate, Dataset, Item, Turn, load_dataset
     from dialbgm.errors import ConfigError, DataError, DialbgmError, Problem
+    from dialbgm.frames import Experiment, Run, load_experiment, load_run
     from dialbgm.metrics import item_metrics
     from dialbgm.runner import RunResult, run_eval
     from dialbgm.workspace import find_workspace

@@ -246,8 +246,28 @@ def diff_cmd(
     console.print(c["statement"])
 
 
+def export_cmd(
+    folder: Annotated[Path, typer.Argument(help="A run folder or an experiment folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "csv",
+    table: Annotated[str, typer.Option("--table", "-t", help="units (one row per call), items or metrics.")] = "units",
+    out: Annotated[Path | None, typer.Option(help="The file to write (default: FOLDER/TABLE.FORMAT).")] = None,
+) -> None:
+    """Write a run's (or an experiment's) rows as one CSV or Parquet file; nested fields become JSON text."""
+    from dialbgm.errors import DialbgmError
+    from dialbgm.export import export
+    from dialbgm.frames import load_any
+
+    try:
+        path, n = export(load_any(folder), table, fmt, out)  # type: ignore[arg-type]  # checked inside
+    except DialbgmError as e:
+        _fail(e)
+        return
+    typer.echo(f"wrote {path} ({n} rows)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``compare``, ``report`` and ``diff`` to the ``dialbgm`` app."""
+    """Add ``compare``, ``report``, ``diff`` and ``export`` to the ``dialbgm`` app."""
     app.command("compare")(compare_cmd)
     app.command("report")(report_cmd)
     app.command("diff")(diff_cmd)
+    app.command("export")(export_cmd)

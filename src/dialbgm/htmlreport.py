@@ -14,6 +14,7 @@ from typing import Any
 
 from dialbgm.compare import CellData, load_folder, pair_taus
 from dialbgm.metrics import METRICS
+from dialbgm.provenance import git_label, report_provenance
 
 LABELS = {
     "hit_at_1": "Hit@1",
@@ -26,6 +27,10 @@ LABELS = {
 MD_LABELS = {**LABELS, "kendall_tau_b": "Kendall tau-b"}
 DOMAIN = {"kendall_tau_b": (-1.0, 1.0), "spearman": (-1.0, 1.0)}
 N_DISAGREE = 5
+SIG = "*"
+"""The one meaning of ``*`` in every output (terminal, HTML, Markdown): significant after Holm."""
+MC = "†"
+"""A p-value from random sign flips (Monte Carlo) rather than their exact enumeration."""
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
@@ -198,6 +203,62 @@ def _replies(cell: CellData, item_id: str) -> list[dict[str, Any]]:
     return [u for u in cell.units if u["item_id"] == item_id]
 
 
+def label_map(unit: dict[str, Any]) -> str:
+    """How the labels of this reply map to clips in the order it was shown: ``A→clip-3, B→clip-1``."""
+    shown = unit.get("shown") or []
+    if not shown:
+        return "labels: none recorded"
+    return "labels: " + ", ".join(f"{s['label']}→{s['candidate']}" for s in shown)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    import json
+
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, sort_keys=True)}" for k, v in settings.items())
+
+
+def _provenance_html(prov: dict[str, Any]) -> str:
+    out = [
+        f'<p class="meta">report written {_e(prov["report_written"])} by dialbgm {_e(prov["report_dialbgm"])}; '
+        "every row below is what that cell's run recorded when it ran.</p>",
+        '<table class="provenance"><tr><th class="l">cell</th><th class="l">ran</th><th class="l">dialbgm</th>'
+        '<th class="l">git</th><th class="l">packages</th><th class="l">judge settings</th>'
+        '<th class="l">template sha256</th><th class="l">data sha256</th></tr>',
+    ]
+    for c in prov["cells"]:
+        pkgs = ", ".join(f"{k} {v}" for k, v in c["packages"].items()) or "unknown"
+        out.append(
+            f'<tr><td class="l">{_e(c["cell_id"])}</td><td class="l">{_e(c["started"] or "unknown")}</td>'
+            f'<td class="l">{_e(c["dialbgm"] or "unknown")}</td>'
+            f'<td class="l">{_e(git_label(c["git_commit"], c["git_dirty"]))}</td><td class="l">{_e(pkgs)}</td>'
+            f'<td class="l"><code>{_e(_settings_text(c["settings"]))}</code></td>'
+            f'<td class="l"><code>{_e(c["template_sha256"] or "none")}</code></td>'
+            f'<td class="l"><code>{_e(c["data_sha256"] or "unknown")}</code> ({_e(c["data_path"])})</td></tr>'
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _provenance_md(prov: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Provenance",
+        "",
+        f"Report written {prov['report_written']} by dialbgm {prov['report_dialbgm']}; each row is what that "
+        "cell's run recorded when it ran.",
+        "",
+        "| cell | ran | dialbgm | git | packages | judge settings | template sha256 | data sha256 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in prov["cells"]:
+        pkgs = ", ".join(f"{k} {v}" for k, v in c["packages"].items()) or "unknown"
+        lines.append(
+            f"| {_md(c['cell_id'])} | {c['started'] or 'unknown'} | {c['dialbgm'] or 'unknown'} | "
+            f"{git_label(c['git_commit'], c['git_dirty'])} | {_md(pkgs)} | `{_md(_settings_text(c['settings']))}` | "
+            f"`{c['template_sha256'] or 'none'}` | `{c['data_sha256'] or 'unknown'}` ({_md(c['data_path'])}) |"
+        )
+    return lines
+
+
 def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, dataset: Any) -> str:
     out = [f'<div class="item" id="item-{_e(item_id)}"><h3>{_e(item_id)} — τ-b = {_num(tau, 2)}</h3>']
     item = None
@@ -234,7 +295,7 @@ def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, datase
             continue
         for u in _replies(cell, item_id):
             tag = f"order {u.get('order_index')}, sample {u.get('sample')}, {u.get('status')}"
-            out.append(f'<div class="note">{_e(cell.cell_id)} raw reply ({_e(tag)}):</div>')
+            out.append(f'<div class="note">{_e(cell.cell_id)} raw reply ({_e(tag)}; {_e(label_map(u))}):</div>')
             out.append(f"<pre>{_e(u.get('raw') if u.get('raw') is not None else u.get('error'))}</pre>")
     out.append("</div>")
     return "".join(out)
@@ -289,12 +350,16 @@ def _comparisons_html(comps: list[dict[str, Any]], family: dict[str, Any]) -> st
             sig = ' class="sig"' if x.get("significant") else ""
             out.append(
                 f'<tr{sig}><td class="l">{_e(LABELS[m])}</td><td>{_num(x["mean_a"])}</td><td>{_num(x["mean_b"])}</td>'
-                f"<td>{_num(x['diff'])}</td><td>[{_num(x['ci_low'])}, {_num(x['ci_high'])}]</td>"
-                f"<td>{_p(x['p_value'])}{'' if x['exact'] else '*'}</td><td>{_p(x.get('p_holm'))}</td>"
+                f"<td>{_num(x['diff'])}{SIG if x.get('significant') else ''}</td>"
+                f"<td>[{_num(x['ci_low'])}, {_num(x['ci_high'])}]</td>"
+                f"<td>{_p(x['p_value'])}{'' if x['exact'] else MC}</td><td>{_p(x.get('p_holm'))}</td>"
                 f"<td>{_num(x['mdd80'])}</td></tr>"
             )
         mc = any(x.get("exact") is False for x in c["metrics"].values())
-        out.append(f'</table><p class="note">{_e(c["statement"])}{" * Monte Carlo p-value." if mc else ""}</p>')
+        notes = [f"{SIG} significant at α = {family['alpha']} after Holm."] + (
+            [f"{MC} Monte Carlo p-value."] if mc else []
+        )
+        out.append(f'</table><p class="note">{_e(c["statement"])} {_e(" ".join(notes))}</p>')
     return "".join(out)
 
 
@@ -414,7 +479,11 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>" + "".join(body) + "</body></html>\n"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+        + "".join(body)
+        + '<h2 id="provenance">Provenance</h2>'
+        + _provenance_html(result.get("provenance") or report_provenance([(c.cell_id, c.manifest) for c in cells]))
+        + "</body></html>\n"
     )
 
 
@@ -466,12 +535,13 @@ def render_md(result: dict[str, Any]) -> str:
                 if x.get("diff") is None:
                     continue
                 star = " **\\***" if x.get("significant") else ""
+                mc = "" if x.get("exact", True) else f" {MC}"
                 lines.append(
                     f"| {_md(c['a'])} | {_md(c['b'])} | {c['n_common']} | {c['lost_by_a']}/{c['lost_by_b']} | "
                     f"{MD_LABELS[m]} | {_num(x['diff'])} [{_num(x['ci_low'])}, {_num(x['ci_high'])}]{star} | "
-                    f"{_p(x['p_value'])} | {_p(x.get('p_holm'))} | {_num(x['mdd80'])} |"
+                    f"{_p(x['p_value'])}{mc} | {_p(x.get('p_holm'))} | {_num(x['mdd80'])} |"
                 )
-        lines += ["", "\\* significant at alpha 0.05 after Holm.", ""]
+        lines += ["", f"\\* significant at alpha {fam['alpha']} after Holm. {MC} Monte Carlo p-value.", ""]
         lines += [f"- {c['b']} − {c['a']}: {c['statement']}" for c in result["comparisons"]]
     ag = result["agreement"]
     lines += [
@@ -517,6 +587,8 @@ def render_md(result: dict[str, Any]) -> str:
         )
     p = result["prices"]
     lines += ["", f"Prices: table v{p['version']} ({p['date']}); check against the providers' pages.", ""]
+    if result.get("provenance"):
+        lines += [*_provenance_md(result["provenance"]), ""]
     return "\n".join(lines)
 
 
@@ -527,6 +599,8 @@ def write_report(
 
     spec, cells = load_folder(path)
     result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips)
+    # One stamp for both files, so the HTML and the Markdown say the same thing.
+    result = {**result, "provenance": report_provenance([(c.cell_id, c.manifest) for c in cells])}
     html_path, md_path = path / "report.html", path / "report.md"
     _write_text(html_path, render_html(result, cells, pair))
     _write_text(md_path, render_md(result))

@@ -96,6 +96,11 @@ def package_versions() -> dict[str, str]:
     for dist in (
         "dialbgm",
         "litellm",
+        "openai",
+        "httpx",
+        "aiohttp",
+        "google-genai",
+        "anthropic",
         "jinja2",
         "diskcache",
         "tenacity",
