@@ -332,3 +332,24 @@ def test_long_cells_are_shortened_in_messages(tmp_path: Path) -> None:
     path.write_text("id,dialogue,candidate_id,caption,rank\nd1,A: hi,a,x," + "7" * 10_000 + "\nd1,A: hi,b,y,2\n")
     found = problems_of(path)
     assert len(found) == 1 and len(found[0]) < 300, found[0][:400]
+
+
+def test_a_key_given_twice_in_a_json_object_is_a_problem(tmp_path: Path) -> None:
+    """json keeps the last value of a repeated key and drops the others without a word."""
+    line = json.dumps(item(1)).replace('"summary": "A greeting."', '"summary": "A greeting.", "summary": "Other."')
+    line = line.replace('"caption": "caption 1"', '"caption": "caption 1", "caption": "caption 2"', 1)
+    path = write_jsonl(tmp_path / "d.jsonl", [line, item(2)])
+    found = problems_of(path)
+    assert [f.split(": ")[:2] for f in found] == [[f"{path}:1", "summary"], [f"{path}:1", "candidates[1].caption"]]
+
+
+def test_an_unclosed_quote_in_csv_is_named_not_read_into_one_cell(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "id,dialogue,candidate_id,caption,rank\n"
+        'd1,A: hi,c1,soft piano,1\nd1,A: hi,c2,"loud,2\nd2,A: yo,c3,x,1\nd2,A: yo,c4,y,2\n'
+    )
+    # The rows before it are still checked (here: item d1 is left with one candidate).
+    assert problems_of(path)[0] == (
+        f"{path}:3: <row>: a quoted cell opened on this row is never closed: it runs to the end of the file"
+    )

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,10 +125,27 @@ def _decode(p: Path, raw: bytes) -> str | Problem:
         return Problem(str(p), bad_line, "<encoding>", "not valid UTF-8")
 
 
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once (json keeps the last
+    value of a repeated key and drops the others without a word)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    counts = Counter(k for k, _ in pairs)
+    marked = _JsonObject(pairs)
+    marked.repeated = tuple(k for k, n in counts.items() if n > 1)
+    return marked
+
+
 def _parse_json(text: str) -> tuple[Any, str | None]:
     """(value, None), or (None, why it cannot be read): never an exception."""
     try:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=_json_object), None
     except json.JSONDecodeError as e:
         return None, f"not valid JSON ({e.msg}, column {e.colno})"
     except RecursionError:
@@ -181,7 +199,8 @@ def _load_jsonl(p: Path, raw: bytes) -> tuple[list[Item], list[Problem]]:
         if error is not None:
             problems.append(Problem(str(p), lineno, "<json>", error))
             continue
-        item = _item_from_obj(obj, _Locator(str(p), lineno), problems)
+        # Valid JSON holds a NUL only as the escape \u0000 (a raw control character is refused).
+        item = _item_from_obj(obj, _Locator(str(p), lineno), problems, may_hold_nul="\\u0000" in line)
         if item is not None:
             items.append(item)
     return items, problems
@@ -203,9 +222,9 @@ def _nonempty_str(v: Any) -> bool:
 MAX_CANDIDATES = len(string.ascii_uppercase)
 """Candidates are shown and recorded under the labels A–Z, so an item has at most 26."""
 
-ITEM_FIELDS = ("id", "dialogue", "summary", "candidates")
-TURN_FIELDS = ("speaker", "text")
-CANDIDATE_FIELDS = ("id", "caption", "audio", "rank")
+ITEM_FIELDS = frozenset({"id", "dialogue", "summary", "candidates"})
+TURN_FIELDS = frozenset({"speaker", "text"})
+CANDIDATE_FIELDS = frozenset({"id", "caption", "audio", "rank"})
 
 _RANK_TEXT = re.compile(r"[+-]?[0-9]{1,18}(?:\.0*)?")
 
@@ -251,39 +270,52 @@ def _normalized(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def misspelt(names: Iterable[Any], known: Sequence[str]) -> list[tuple[str, str]]:
+def misspelt(names: Iterable[Any], known: Iterable[str]) -> list[tuple[str, str]]:
     """(name, field it looks like) for each name that is no field but looks like one that is
     absent (another case or spacing, or a typo): its values would otherwise be silently ignored.
     Other unknown names are left alone (a dataset may carry its own extra fields)."""
-    names = list(names)
-    absent = [k for k in known if k not in names]
+    names, known = list(names), set(known)
+    absent = {_normalized(k): k for k in known if k not in names}
     out: list[tuple[str, str]] = []
     for name in names:
         if not isinstance(name, str) or name in known:
             continue
         norm = _normalized(name)
-        for k in absent:
-            if norm == _normalized(k) or difflib.SequenceMatcher(None, norm, _normalized(k)).ratio() >= 0.85:
-                out.append((name, k))
-                break
+        ratio, best = max(
+            ((difflib.SequenceMatcher(None, norm, a).ratio(), k) for a, k in absent.items()), default=(0, "")
+        )
+        if norm in absent or ratio >= 0.85:
+            out.append((name, absent.get(norm, best)))
     return out
 
 
-def _misspelt_problems(obj: dict[str, Any], known: Sequence[str], loc: _Locator, at: str) -> list[Problem]:
-    return [
+def _key_problems(obj: dict[str, Any], known: frozenset[str], loc: _Locator, at: str) -> list[Problem]:
+    """Keys whose values would be silently lost: given twice, or looking like a field but not one."""
+    repeated: tuple[str, ...] = getattr(obj, "repeated", ())
+    if not repeated and obj.keys() <= known:  # the common case, once per object: keep it cheap
+        return []
+    problems = [
+        loc.problem(f"{at}{name}", "given more than once in this object (only the last would be read)")
+        for name in repeated
+    ]
+    problems += [
         loc.problem(f"{at}{name}", f"not a field: did you mean {k!r}? (as written, it would be ignored)")
         for name, k in misspelt(obj, known)
     ]
+    return problems
 
 
-def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | None:
+def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem], may_hold_nul: bool = True) -> Item | None:
+    """The item of one JSON object (or long-form group); ``may_hold_nul``: False when the text it
+    was parsed from cannot hold a NUL, which spares walking every value."""
     if not isinstance(obj, dict):
         problems.append(loc.problem("<item>", f"expected a JSON object, got {type(obj).__name__}"))
         return None
     before = len(problems)
     # NUL marks where a clip's audio goes in a rendered prompt: data must not be able to forge one.
-    problems.extend(loc.problem(f, "contains a NUL character") for f in _fields_with_nul(obj))
-    problems.extend(_misspelt_problems(obj, ITEM_FIELDS, loc, ""))
+    if may_hold_nul:
+        problems.extend(loc.problem(f, "contains a NUL character") for f in _fields_with_nul(obj))
+    problems.extend(_key_problems(obj, ITEM_FIELDS, loc, ""))
     item_id = as_id(obj.get("id"))
     if item_id is None:
         problems.append(loc.problem("id", f"required: a non-empty string or an integer{_got(obj.get('id'))}"))
@@ -330,7 +362,7 @@ def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:
         if not isinstance(t, dict):
             problems.append(loc.problem(f"dialogue[{i}]", "expected an object with speaker and text"))
             continue
-        problems.extend(_misspelt_problems(t, TURN_FIELDS, loc, f"dialogue[{i}]."))
+        problems.extend(_key_problems(t, TURN_FIELDS, loc, f"dialogue[{i}]."))
         ok = True
         for key in ("speaker", "text"):
             if not _nonempty_str(t.get(key)):
@@ -361,12 +393,12 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
             problems.append(loc.problem(f, "expected an object"))
             ranks_ok = False
             continue
-        problems.extend(_misspelt_problems(c, CANDIDATE_FIELDS, loc, f"{f}."))
+        problems.extend(_key_problems(c, CANDIDATE_FIELDS, loc, f"{f}."))
         cid = as_id(c.get("id"))
         if cid is None:
             problems.append(loc.problem(f"{f}.id", f"required: a non-empty string or an integer{_got(c.get('id'))}"))
         elif cid in seen:
-            problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {cid!r} in this item"))
+            problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {_shown(cid)} in this item"))
         else:
             seen.add(cid)
         caption, audio = c.get("caption"), c.get("audio")
@@ -409,7 +441,10 @@ def _duplicate_ids(p: Path, items: Sequence[Item]) -> list[Problem]:
         if item.id in first:
             problems.append(
                 Problem(
-                    str(p), item.source_line, "id", f"duplicate item id {item.id!r} (first at line {first[item.id]})"
+                    str(p),
+                    item.source_line,
+                    "id",
+                    f"duplicate item id {_shown(item.id)} (first at line {first[item.id]})",
                 )
             )
         else:
@@ -478,18 +513,34 @@ def _csv_rows(p: Path, raw: bytes) -> Rows:
                 yield Problem(str(p), end_of_previous + 1, "<row>", f"not valid CSV ({e})")
                 return
             # A quoted cell may span lines: name the line the row starts on.
+            start = end_of_previous + 1
+            end_of_previous = reader.line_num
             if None in row:
+                yield Problem(str(p), start, "<row>", f"more cells than the header has columns: {_shown(row[None])}")
+            elif _unclosed_quote(row, text, reader.line_num > start):
                 yield Problem(
                     str(p),
-                    end_of_previous + 1,
+                    start,
                     "<row>",
-                    f"more cells than the header has columns: {_shown(row[None])}",
+                    "a quoted cell opened on this row is never closed: it runs to the end of the file",
                 )
+                return
             else:
-                yield end_of_previous + 1, dict(row)
-            end_of_previous = reader.line_num
+                yield start, dict(row)
     finally:
         csv.field_size_limit(old_limit)
+
+
+def _unclosed_quote(row: dict[str | None, Any], text: str, spans_lines: bool) -> bool:
+    """Whether this row is the rest of the file read into one quoted cell (the csv module, not
+    strict, ends an unclosed quote at the end of the file): it spans lines, lacks cells, and ends
+    where the file ends."""
+    if not spans_lines or None not in row.values():
+        return False
+    last = next((v for v in reversed(row.values()) if v is not None), "")
+    return (
+        isinstance(last, str) and bool(_LINE_BREAK.search(last)) and text.rstrip("\r\n").endswith(last.rstrip("\r\n"))
+    )
 
 
 def _parquet_rows(p: Path, raw: bytes) -> Rows:
@@ -565,7 +616,10 @@ def _load_long(p: Path, rows: Rows) -> tuple[list[Item], list[Problem]]:
                 if (row.get(col) or None) != (first.get(col) or None):
                     problems.append(
                         Problem(
-                            str(p), line, col, f"differs from the first row of item {item_id!r} (line {first_line})"
+                            str(p),
+                            line,
+                            col,
+                            f"differs from the first row of item {_shown(item_id)} (line {first_line})",
                         )
                     )
         dialogue = _parse_dialogue_cell(first.get("dialogue"))
