@@ -77,7 +77,7 @@ def test_bad_input_exits_2_with_a_clear_message(workspace: Workspace, tmp_path: 
         (["eval", "-j", "local", "--set", "few_shot=lots"], "few_shot: must be int"),
         (["eval", "-j", "gpt-4o"], "OPENAI_API_KEY"),
         (["eval", "-j", "random", "--data", str(tmp_path / "missing.jsonl")], "no such file"),
-        (["eval", "-j", "local", "--set", "context=summary"], "have no summary"),
+        (["eval", "-j", "local", "--set", "context=summary"], "no summary, but the judge uses context = summary"),
         (["render", "-j", "local", "--item", "zzz"], "no item 'zzz'"),
     ]
     for args, needle in cases:

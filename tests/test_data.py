@@ -67,7 +67,7 @@ def test_every_problem_is_reported_with_line_and_field(tmp_path: Path) -> None:
         item(4, candidates=[{"id": "x", "caption": "c", "rank": 1}]),
         item(5, candidates=[{"id": "a", "caption": "c", "rank": 1}, {"id": "b", "caption": "c", "rank": 1}]),
         item(6, candidates=[{"id": "a", "caption": "c", "rank": 1}, {"id": "a", "caption": "c", "rank": 2}]),
-        item(7, candidates=[{"id": "a", "caption": "c", "rank": "1"}, {"id": "b", "caption": "c", "rank": 2}]),
+        item(7, candidates=[{"id": "a", "caption": "c", "rank": "first"}, {"id": "b", "caption": "c", "rank": 2}]),
         item(8, dialogue=[{"speaker": "A", "text": ""}]),
         item(1),
         [1, 2],

@@ -220,6 +220,16 @@ def _shown_content(content: str | list[dict[str, Any]]) -> str:
 def validate(
     path: Annotated[Path, typer.Argument(help="Data file to check.")],
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not open the audio clips it names.")] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            "-j",
+            help="Also check what this judge needs of every item (summaries, captions, audio paths, "
+            "candidates for its orders and aggregation) and of its few-shot pool.",
+        ),
+    ] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Check a data file and the audio clips it names; list every problem with its file, line and
     field (exit 2 if any)."""
@@ -228,17 +238,19 @@ def validate(
 
     try:
         ds = load_dataset(path)
+        problems = _judge_fit(judge, set_, ds) if judge else []
         if not no_audio and any(c.audio for i in ds for c in i.candidates):
             from dialbgm.audio_input import check_clips
 
-            if problems := check_clips(ds):
-                raise DataError(problems)
+            problems += check_clips(ds)
+        if problems:
+            raise DataError(problems)
     except DataError as e:
         for p in e.problems:
             typer.echo(str(p), err=True)
         typer.secho(f"{len(e.problems)} problem(s) in {path}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    except DialbgmError as e:  # e.g. the audio extra is not installed
+    except DialbgmError as e:  # e.g. the audio extra is not installed, an unknown judge
         _fail(e)
         return
     n_cands = sum(len(i.candidates) for i in ds)
@@ -247,8 +259,21 @@ def validate(
     typer.echo(
         f"{path}: ok — {len(ds)} items, {n_cands} candidates, {with_summary} with a summary, "
         f"{with_audio} candidates with audio{' (clips not opened)' if no_audio and with_audio else ''} "
-        f"({ds.fmt}, sha256 {ds.sha256[:12]})"
+        f"({ds.fmt}, sha256 {ds.sha256[:12]}){f'; fit for judge {judge!r}' if judge else ''}"
     )
+
+
+def _judge_fit(judge: str, set_: list[str] | None, ds: Any) -> list[Any]:
+    """The problems eval would find in ``ds`` (and the judge's few-shot pool) for this judge."""
+    from dialbgm.config import load_judge, load_provider, parse_overrides
+    from dialbgm.plan import judge_fit_problems, load_pool
+
+    ws = _workspace()
+    j = load_judge(ws, judge, parse_overrides(set_) if set_ else None)
+    provider = load_provider(ws, j.provider)
+    pool = load_pool(ws.resolve(j.few_shot_pool), ds) if j.few_shot > 0 else None
+    problems: list[Any] = judge_fit_problems(j, provider, ds, pool)
+    return problems
 
 
 @app.command()

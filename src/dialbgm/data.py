@@ -7,10 +7,14 @@ a file in one pass; nothing downstream ever sees a half-valid dataset.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
+import io
 import json
 import re
-from collections.abc import Iterator, Sequence
+import string
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,16 +83,19 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DataError([Problem(str(p), None, "<file>", "no such file")])
     if p.is_dir():
         raise DataError([Problem(str(p), None, "<file>", "is a folder, not a data file")])
-    raw = p.read_bytes()
     suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        fmt, items, problems = "jsonl", *_load_jsonl(p, raw)
-    elif suffix == ".csv":
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq"):
+        raise DataError([Problem(str(p), None, "<file>", f"unknown format {suffix!r}; use .jsonl, .csv or .parquet")])
+    try:
+        raw = p.read_bytes()
+    except OSError as e:  # a socket, a device, a file we may not read
+        raise DataError([Problem(str(p), None, "<file>", f"cannot be read ({e.strerror or e})")]) from None
+    if suffix == ".csv":
         fmt, items, problems = "csv", *_load_long(p, _csv_rows(p, raw))
     elif suffix in (".parquet", ".pq"):
-        fmt, items, problems = "parquet", *_load_long(p, _parquet_rows(p))
+        fmt, items, problems = "parquet", *_load_long(p, _parquet_rows(p, raw))
     else:
-        raise DataError([Problem(str(p), None, "<file>", f"unknown format {suffix!r}; use .jsonl, .csv or .parquet")])
+        fmt, items, problems = "jsonl", *_load_jsonl(p, raw)
     if not items and not problems:
         problems.append(Problem(str(p), None, "<file>", "no items"))
     problems.extend(_duplicate_ids(p, items))
@@ -100,23 +107,100 @@ def load_dataset(path: str | Path) -> Dataset:
 # ---------------------------------------------------------------- JSONL
 
 
+# Lines end at CR, LF or CRLF, as in the csv module. Not str.splitlines(): it also breaks at
+# U+0085, U+2028 and U+2029, which JSON allows raw inside a string (json.dumps(...,
+# ensure_ascii=False) writes them), and at \v, \f and \x1c-\x1e, which are text too.
+_LINE_BREAK = re.compile("\r\n|\r|\n")
+_NON_SPACE = re.compile(r"\S")
+
+
+def _decode(p: Path, raw: bytes) -> str | Problem:
+    """The file's text: UTF-8, with or without a byte-order mark (as Excel and Notepad write it)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return Problem(str(p), 1, "<encoding>", "UTF-16, not UTF-8 (it starts with a UTF-16 byte-order mark)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad_line = len(_LINE_BREAK.split(raw[: e.start].decode("utf-8-sig")))
+        return Problem(str(p), bad_line, "<encoding>", "not valid UTF-8")
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once (json keeps the last
+    value of a repeated key and drops the others without a word)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    counts = Counter(k for k, _ in pairs)
+    marked = _JsonObject(pairs)
+    marked.repeated = tuple(k for k, n in counts.items() if n > 1)
+    return marked
+
+
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    """(value, None), or (None, why it cannot be read): never an exception."""
+    try:
+        return json.loads(text, object_pairs_hook=_json_object), None
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg}, column {e.colno})"
+    except RecursionError:
+        return None, "not readable JSON (nested too deeply)"
+    except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+        return None, "not readable JSON (a number with too many digits)"
+
+
+def _not_json_lines(p: Path, text: str) -> Problem | None:
+    """One problem for a file holding a single JSON document (an array, or an object spread over
+    several lines) rather than JSON Lines: otherwise every one of its lines is an error."""
+    start = _NON_SPACE.search(text)
+    if start is None:
+        return None
+    end = _LINE_BREAK.search(text, start.start())
+    first_line = text[start.start() : end.start() if end else len(text)].strip()
+    if first_line.startswith("["):
+        value, _ = _parse_json(text)  # a JSON Lines file of arrays fails here at its second line
+        if first_line == "[" or isinstance(value, list):
+            n = f" of {len(value)} values" if isinstance(value, list) else ""
+            return Problem(
+                str(p),
+                1,
+                "<file>",
+                f"one JSON array{n}, not JSON Lines: put one item object on each line "
+                f"(e.g. jq -c '.[]' {p.name} > {p.stem}.jsonl)",
+            )
+    elif first_line == "{":
+        return Problem(
+            str(p),
+            1,
+            "<file>",
+            "JSON spread over several lines (its first line is '{'), not JSON Lines: put each item object "
+            f"on one line (e.g. jq -c . {p.name} > {p.stem}.jsonl)",
+        )
+    return None
+
+
 def _load_jsonl(p: Path, raw: bytes) -> tuple[list[Item], list[Problem]]:
     items: list[Item] = []
     problems: list[Problem] = []
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        bad_line = raw[: e.start].count(b"\n") + 1
-        return [], [Problem(str(p), bad_line, "<encoding>", "not valid UTF-8")]
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    text = _decode(p, raw)
+    if isinstance(text, Problem):
+        return [], [text]
+    if (whole := _not_json_lines(p, text)) is not None:
+        return [], [whole]
+    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(Problem(str(p), lineno, "<json>", f"not valid JSON ({e.msg}, column {e.colno})"))
+        obj, error = _parse_json(line)
+        if error is not None:
+            problems.append(Problem(str(p), lineno, "<json>", error))
             continue
-        item = _item_from_obj(obj, _Locator(str(p), lineno), problems)
+        # Valid JSON holds a NUL only as the escape \u0000 (a raw control character is refused).
+        item = _item_from_obj(obj, _Locator(str(p), lineno), problems, may_hold_nul="\\u0000" in line)
         if item is not None:
             items.append(item)
     return items, problems
@@ -135,16 +219,106 @@ def _nonempty_str(v: Any) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
-def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | None:
+MAX_CANDIDATES = len(string.ascii_uppercase)
+"""Candidates are shown and recorded under the labels A–Z, so an item has at most 26."""
+
+ITEM_FIELDS = frozenset({"id", "dialogue", "summary", "candidates"})
+TURN_FIELDS = frozenset({"speaker", "text"})
+CANDIDATE_FIELDS = frozenset({"id", "caption", "audio", "rank"})
+
+_RANK_TEXT = re.compile(r"[+-]?[0-9]{1,18}(?:\.0*)?")
+
+
+def as_id(value: Any) -> str | None:
+    """The one rule for item and candidate ids, in every format: a string that is not blank, or
+    an integer, which stands for its decimal string (JSON and Parquet integers). Never a bool,
+    and never a float: 1.5 is no id, and 2.0 reads as "2" or "2.0" depending on who wrote it.
+    ``None`` when the value is no id. (A CSV cell is text, so it is always a string.)"""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def as_rank(value: Any) -> int | None:
+    """The one rule for human ranks, in every format: an integer, an integral float (2.0, as
+    pandas writes an integer column with a gap), or text spelling one ("2", "2.0": every CSV
+    cell is text). Never a bool, NaN, infinity or 2.5. ``None`` when the value is no rank."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and _RANK_TEXT.fullmatch(text := value.strip()):
+        return int(text.partition(".")[0])
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: a cell may hold a megabyte."""
+    r = repr(value)
+    return r if len(r) <= 100 else f"{r[:70]}...{r[-12:]} ({len(r)} characters)"
+
+
+def _got(value: Any) -> str:
+    return "" if value is None else f", got {_shown(value)}"
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def misspelt(names: Iterable[Any], known: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, field it looks like) for each name that is no field but looks like one that is
+    absent (another case or spacing, or a typo): its values would otherwise be silently ignored.
+    Other unknown names are left alone (a dataset may carry its own extra fields)."""
+    names, known = list(names), set(known)
+    absent = {_normalized(k): k for k in known if k not in names}
+    out: list[tuple[str, str]] = []
+    for name in names:
+        if not isinstance(name, str) or name in known:
+            continue
+        norm = _normalized(name)
+        ratio, best = max(
+            ((difflib.SequenceMatcher(None, norm, a).ratio(), k) for a, k in absent.items()), default=(0, "")
+        )
+        if norm in absent or ratio >= 0.85:
+            out.append((name, absent.get(norm, best)))
+    return out
+
+
+def _key_problems(obj: dict[str, Any], known: frozenset[str], loc: _Locator, at: str) -> list[Problem]:
+    """Keys whose values would be silently lost: given twice, or looking like a field but not one."""
+    repeated: tuple[str, ...] = getattr(obj, "repeated", ())
+    if not repeated and obj.keys() <= known:  # the common case, once per object: keep it cheap
+        return []
+    problems = [
+        loc.problem(f"{at}{name}", "given more than once in this object (only the last would be read)")
+        for name in repeated
+    ]
+    problems += [
+        loc.problem(f"{at}{name}", f"not a field: did you mean {k!r}? (as written, it would be ignored)")
+        for name, k in misspelt(obj, known)
+    ]
+    return problems
+
+
+def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem], may_hold_nul: bool = True) -> Item | None:
+    """The item of one JSON object (or long-form group); ``may_hold_nul``: False when the text it
+    was parsed from cannot hold a NUL, which spares walking every value."""
     if not isinstance(obj, dict):
         problems.append(loc.problem("<item>", f"expected a JSON object, got {type(obj).__name__}"))
         return None
     before = len(problems)
     # NUL marks where a clip's audio goes in a rendered prompt: data must not be able to forge one.
-    problems.extend(loc.problem(f, "contains a NUL character") for f in _fields_with_nul(obj, ""))
-    item_id = obj.get("id")
-    if not _nonempty_str(item_id):
-        problems.append(loc.problem("id", "required: a non-empty string"))
+    if may_hold_nul:
+        problems.extend(loc.problem(f, "contains a NUL character") for f in _fields_with_nul(obj))
+    problems.extend(_key_problems(obj, ITEM_FIELDS, loc, ""))
+    item_id = as_id(obj.get("id"))
+    if item_id is None:
+        problems.append(loc.problem("id", f"required: a non-empty string or an integer{_got(obj.get('id'))}"))
     turns = _turns(obj.get("dialogue"), loc, problems)
     summary = obj.get("summary")
     if summary is not None and not isinstance(summary, str):
@@ -152,7 +326,7 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | N
     candidates = _candidates(obj.get("candidates"), loc, problems)
     if len(problems) > before:
         return None
-    assert isinstance(item_id, str)
+    assert item_id is not None
     return Item(
         id=item_id,
         dialogue=tuple(turns),
@@ -162,14 +336,21 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem]) -> Item | N
     )
 
 
-def _fields_with_nul(value: Any, at: str) -> list[str]:
-    if isinstance(value, str):
-        return [at] if "\x00" in value else []
-    if isinstance(value, dict):
-        return [f for k, v in value.items() for f in _fields_with_nul(v, f"{at}.{k}" if at else str(k))]
-    if isinstance(value, list):
-        return [f for i, v in enumerate(value) for f in _fields_with_nul(v, f"{at}[{i}]")]
-    return []
+def _fields_with_nul(value: Any) -> list[str]:
+    """The fields holding a NUL, in document order. A loop, not recursion: JSON nested nearly as
+    deep as the parser allows would overflow Python's stack here."""
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        at, v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                found.append(at)
+        elif isinstance(v, dict):
+            stack.extend(reversed([(f"{at}.{k}" if at else str(k), x) for k, x in v.items()]))
+        elif isinstance(v, list):
+            stack.extend(reversed([(f"{at}[{i}]", x) for i, x in enumerate(v)]))
+    return found
 
 
 def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:
@@ -181,6 +362,7 @@ def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:
         if not isinstance(t, dict):
             problems.append(loc.problem(f"dialogue[{i}]", "expected an object with speaker and text"))
             continue
+        problems.extend(_key_problems(t, TURN_FIELDS, loc, f"dialogue[{i}]."))
         ok = True
         for key in ("speaker", "text"):
             if not _nonempty_str(t.get(key)):
@@ -195,6 +377,13 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
     if not isinstance(value, list) or len(value) < 2:
         problems.append(loc.problem("candidates", "required: a list of at least 2 candidates"))
         return []
+    if len(value) > MAX_CANDIDATES:
+        problems.append(
+            loc.problem(
+                "candidates",
+                f"at most {MAX_CANDIDATES} candidates per item (they are shown under the labels A-Z), got {len(value)}",
+            )
+        )
     out: list[Candidate] = []
     seen: set[str] = set()
     ranks_ok = True
@@ -204,13 +393,14 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
             problems.append(loc.problem(f, "expected an object"))
             ranks_ok = False
             continue
-        cid = c.get("id")
-        if not _nonempty_str(cid):
-            problems.append(loc.problem(f"{f}.id", "required: a non-empty string"))
+        problems.extend(_key_problems(c, CANDIDATE_FIELDS, loc, f"{f}."))
+        cid = as_id(c.get("id"))
+        if cid is None:
+            problems.append(loc.problem(f"{f}.id", f"required: a non-empty string or an integer{_got(c.get('id'))}"))
         elif cid in seen:
-            problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {cid!r} in this item"))
+            problems.append(loc.problem(f"{f}.id", f"duplicate candidate id {_shown(cid)} in this item"))
         else:
-            seen.add(str(cid))
+            seen.add(cid)
         caption, audio = c.get("caption"), c.get("audio")
         if caption is not None and not isinstance(caption, str):
             problems.append(loc.problem(f"{f}.caption", "must be a string"))
@@ -218,9 +408,11 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
             problems.append(loc.problem(f"{f}.audio", "must be a non-empty path string"))
         if not _nonempty_str(caption) and not _nonempty_str(audio):
             problems.append(loc.problem(f"{f}.caption", "each candidate needs a caption or an audio path"))
-        rank = c.get("rank")
-        if isinstance(rank, bool) or not isinstance(rank, int):
-            problems.append(loc.problem(f"{f}.rank", f"required: an integer human rank, got {rank!r}"))
+        rank = as_rank(c.get("rank"))
+        if rank is None:
+            problems.append(
+                loc.problem(f"{f}.rank", f"required: an integer human rank (1 = best){_got(c.get('rank'))}")
+            )
             ranks_ok = False
             continue
         out.append(
@@ -235,11 +427,9 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
         ranks = sorted(c.rank for c in out)
         expected = list(range(1, len(value) + 1))
         if ranks != expected:
+            shown = _shown([c.rank for c in out])
             problems.append(
-                loc.problem(
-                    "candidates[*].rank",
-                    f"ranks must be a permutation of 1..{len(value)}, got {[c.rank for c in out]}",
-                )
+                loc.problem("candidates[*].rank", f"ranks must be a permutation of 1..{len(value)}, got {shown}")
             )
     return out
 
@@ -251,7 +441,10 @@ def _duplicate_ids(p: Path, items: Sequence[Item]) -> list[Problem]:
         if item.id in first:
             problems.append(
                 Problem(
-                    str(p), item.source_line, "id", f"duplicate item id {item.id!r} (first at line {first[item.id]})"
+                    str(p),
+                    item.source_line,
+                    "id",
+                    f"duplicate item id {_shown(item.id)} (first at line {first[item.id]})",
                 )
             )
         else:
@@ -265,46 +458,112 @@ LONG_COLUMNS = ("id", "dialogue", "candidate_id", "rank")
 OPTIONAL_LONG_COLUMNS = ("summary", "caption", "audio")
 
 
-def _csv_rows(p: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        yield Problem(str(p), raw[: e.start].count(b"\n") + 1, "<encoding>", "not valid UTF-8")
-        return
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    missing = [c for c in LONG_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        yield Problem(str(p), 1, "<header>", f"missing column(s): {', '.join(missing)}")
-        return
-    end_of_previous = reader.line_num
-    for row in reader:
-        # A quoted cell may span lines: name the line the row starts on.
-        if None in row:
-            yield Problem(
-                str(p), end_of_previous + 1, "<row>", f"more cells than the header has columns: {row[None]!r}"
+Rows = Iterator[tuple[int, dict[str, Any]] | Problem]
+
+
+def _header_problems(p: Path, names: Sequence[str], line: int | None) -> list[Problem]:
+    """What is wrong with the long form's columns: every one of these would drop or misread data."""
+    where = (str(p), line, "<header>")
+    if "candidates" in names and "candidate_id" not in names:
+        return [
+            Problem(
+                *where,
+                "a 'candidates' column is the one-item-per-line shape of .jsonl; the long form has one row per "
+                f"candidate, with columns {', '.join(LONG_COLUMNS)} (optionally {', '.join(OPTIONAL_LONG_COLUMNS)})",
             )
-        else:
-            yield end_of_previous + 1, dict(row)
-        end_of_previous = reader.line_num
+        ]
+    problems: list[Problem] = []
+    if missing := [c for c in LONG_COLUMNS if c not in names]:
+        problems.append(Problem(*where, f"missing column(s): {', '.join(missing)}"))
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(*where, f"column {name!r} appears more than once (only one of them would be read)"))
+    for name, known in misspelt(names, LONG_COLUMNS + OPTIONAL_LONG_COLUMNS):
+        problems.append(Problem(*where, f"column {name!r} is not read: did you mean {known!r}?"))
+    return problems
 
 
-def _parquet_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
+def _csv_rows(p: Path, raw: bytes) -> Rows:
+    text = _decode(p, raw)
+    if isinstance(text, Problem):
+        yield text
+        return
+    if not text.strip():
+        yield Problem(str(p), None, "<file>", "empty file: no header row, no items")
+        return
+    # newline="": the csv module itself finds the ends of rows (CR, LF, CRLF, and none inside quotes).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # csv refuses a cell over 131,072 characters by default; a long dialogue is still data.
+    old_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     try:
-        import pandas as pd
+        try:
+            names = list(reader.fieldnames or [])
+        except csv.Error as e:
+            yield Problem(str(p), 1, "<header>", f"not valid CSV ({e})")
+            return
+        if header := _header_problems(p, names, 1):
+            yield from header
+            return
+        end_of_previous = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield Problem(str(p), end_of_previous + 1, "<row>", f"not valid CSV ({e})")
+                return
+            # A quoted cell may span lines: name the line the row starts on.
+            start = end_of_previous + 1
+            end_of_previous = reader.line_num
+            if None in row:
+                yield Problem(str(p), start, "<row>", f"more cells than the header has columns: {_shown(row[None])}")
+            elif _unclosed_quote(row, text, reader.line_num > start):
+                yield Problem(
+                    str(p),
+                    start,
+                    "<row>",
+                    "a quoted cell opened on this row is never closed: it runs to the end of the file",
+                )
+                return
+            else:
+                yield start, dict(row)
+    finally:
+        csv.field_size_limit(old_limit)
 
-        frame = pd.read_parquet(p)
+
+def _unclosed_quote(row: dict[str | None, Any], text: str, spans_lines: bool) -> bool:
+    """Whether this row is the rest of the file read into one quoted cell (the csv module, not
+    strict, ends an unclosed quote at the end of the file): it spans lines, lacks cells, and ends
+    where the file ends."""
+    if not spans_lines or None not in row.values():
+        return False
+    last = next((v for v in reversed(row.values()) if v is not None), "")
+    return (
+        isinstance(last, str) and bool(_LINE_BREAK.search(last)) and text.rstrip("\r\n").endswith(last.rstrip("\r\n"))
+    )
+
+
+def _parquet_rows(p: Path, raw: bytes) -> Rows:
+    """Rows as Python values (pyarrow's own conversion: native lists and dicts for nested columns,
+    ints for integer columns), numbered from 1."""
+    try:
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
     except ImportError:
         yield Problem(str(p), None, "<file>", "reading Parquet needs pyarrow: pip install 'dialbgm[parquet]'")
         return
+    row_number = 0
+    try:
+        # The bytes already read and hashed, so the rows are those of the recorded sha256.
+        pf = pq.ParquetFile(io.BytesIO(raw))
+        if header := _header_problems(p, pf.schema_arrow.names, None):
+            yield from header
+            return
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                row_number += 1
+                yield row_number, {str(k): (None if _is_missing(v) else v) for k, v in row.items()}
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
-        yield Problem(str(p), None, "<file>", f"not a readable Parquet file ({e})")
-        return
-    missing = [c for c in LONG_COLUMNS if c not in frame.columns]
-    if missing:
-        yield Problem(str(p), None, "<header>", f"missing column(s): {', '.join(missing)}")
-        return
-    for i, row in enumerate(frame.to_dict(orient="records"), start=1):
-        yield i, {str(k): (None if _is_missing(v) else v) for k, v in row.items()}
+        yield Problem(str(p), row_number + 1 if row_number else None, "<file>", f"not a readable Parquet file ({e})")
 
 
 def _is_missing(v: Any) -> bool:
@@ -312,19 +571,18 @@ def _is_missing(v: Any) -> bool:
 
 
 def _parse_dialogue_cell(cell: Any) -> Any:
-    """A long-form dialogue cell: a JSON list of turns, or 'Speaker: text' lines."""
+    """A long-form dialogue cell: a JSON list of turns, 'Speaker: text' lines, or (Parquet) a
+    native list of {speaker, text} structs."""
     if not isinstance(cell, str):
         return cell
     s = cell.strip()
     if s.startswith("{"):
         return None
     if s.startswith("["):
-        try:
-            return json.loads(s)
-        except json.JSONDecodeError:
-            return None
+        value, error = _parse_json(s)
+        return None if error is not None else value
     turns = []
-    for line in s.splitlines():
+    for line in _LINE_BREAK.split(s):
         if not line.strip():
             continue
         speaker, sep, text = line.partition(":")
@@ -334,18 +592,7 @@ def _parse_dialogue_cell(cell: Any) -> Any:
     return turns
 
 
-def _rank_cell(v: Any) -> Any:
-    if isinstance(v, str):
-        v = v.strip()
-        return int(v) if v.lstrip("-").isdigit() else v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if hasattr(v, "item"):  # numpy scalar from Parquet
-        return _rank_cell(v.item())
-    return v
-
-
-def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) -> tuple[list[Item], list[Problem]]:
+def _load_long(p: Path, rows: Rows) -> tuple[list[Item], list[Problem]]:
     problems: list[Problem] = []
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for entry in rows:
@@ -353,11 +600,13 @@ def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) ->
             problems.append(entry)
             continue
         line, row = entry
-        item_id = row.get("id")
-        if not _nonempty_str(item_id):
-            problems.append(Problem(str(p), line, "id", "required: a non-empty string"))
+        item_id = as_id(row.get("id"))
+        if item_id is None:
+            problems.append(
+                Problem(str(p), line, "id", f"required: a non-empty string or an integer{_got(row.get('id'))}")
+            )
             continue
-        groups.setdefault(str(item_id), []).append((line, row))
+        groups.setdefault(item_id, []).append((line, row))
     items: list[Item] = []
     for item_id, members in groups.items():
         first_line, first = members[0]
@@ -367,7 +616,10 @@ def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) ->
                 if (row.get(col) or None) != (first.get(col) or None):
                     problems.append(
                         Problem(
-                            str(p), line, col, f"differs from the first row of item {item_id!r} (line {first_line})"
+                            str(p),
+                            line,
+                            col,
+                            f"differs from the first row of item {_shown(item_id)} (line {first_line})",
                         )
                     )
         dialogue = _parse_dialogue_cell(first.get("dialogue"))
@@ -380,10 +632,10 @@ def _load_long(p: Path, rows: Iterator[tuple[int, dict[str, Any]] | Problem]) ->
             "summary": first.get("summary") or None,
             "candidates": [
                 {
-                    "id": None if row.get("candidate_id") is None else str(row.get("candidate_id")),
+                    "id": row.get("candidate_id"),
                     "caption": row.get("caption") or None,
                     "audio": row.get("audio") or None,
-                    "rank": _rank_cell(row.get("rank")),
+                    "rank": row.get("rank"),
                 }
                 for _, row in members
             ],

@@ -38,11 +38,11 @@ class InputError(DialbgmError):
 class DataError(InputError):
     """A data file failed validation; carries every problem found, not just the first."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], header: str = "in the data") -> None:
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        super().__init__(f"{len(problems)} problem(s) in the data:\n{shown}{more}")
+        super().__init__(f"{len(problems)} problem(s) {header}:\n{shown}{more}")
 
 
 class ConfigError(InputError):
@@ -58,6 +58,16 @@ class MissingKeyError(ConfigError):
             f"judge {judge!r} needs the environment variable {variable} (its API key); "
             f"set it and run again. Nothing was called."
         )
+
+
+class JudgeDataError(DataError, ConfigError):
+    """Valid data that one judge cannot take (more candidates than its aggregation or orders
+    allow, no summary for context = summary, no caption for a judge that reads captions...):
+    every problem, by file, line, field and item. A ConfigError too, since the judge's settings
+    are half of it."""
+
+    def __init__(self, judge: str, problems: list[Problem]) -> None:
+        super().__init__(problems, f"for judge {judge!r}")
 
 
 class TemplateError(ConfigError):

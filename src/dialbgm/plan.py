@@ -13,12 +13,13 @@ import hashlib
 import itertools
 import math
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dialbgm.config import JudgeConfig
+from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.data import Candidate, Dataset, Item, load_dataset
-from dialbgm.errors import ConfigError, DataError
+from dialbgm.errors import ConfigError, DataError, Problem
 from dialbgm.prompts import Shot, labels_for
 
 
@@ -132,6 +133,73 @@ class FewShotPool:
 def _fingerprint(item: Item) -> str:
     text = "\n".join(f"{t.speaker}:{t.text}" for t in item.dialogue)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _orders_limit(spec: int | str, n: int) -> str | None:
+    """Why ``orders = spec`` cannot be planned for n candidates (the conditions of candidate_orders)."""
+    if isinstance(spec, int):
+        if spec > n:
+            return f"orders = {spec}, but rotations of {n} candidates give at most {n} orders"
+    elif spec == "all":
+        if n > MAX_ALL_ORDERS:
+            return f'orders = "all" means {math.factorial(n)} calls for {n} candidates (at most {MAX_ALL_ORDERS})'
+    elif int(spec.partition(":")[2]) > math.factorial(n):
+        return f"orders = {spec!r}, but {n} candidates have only {math.factorial(n)} distinct orders"
+    return None
+
+
+def judge_problems(
+    judge: JudgeConfig, provider_kind: str, path: Path, items: Iterable[Item], pool: bool
+) -> list[Problem]:
+    """What this judge needs of each item beyond the data rules, by file, line, field and item.
+
+    Each would otherwise stop the run at planning naming no file or line, or (a caption judge on
+    a candidate with no caption) let it go on showing "(no caption)". ``pool``: few-shot
+    examples, shown once in a fixed order, whose summaries no summarizer writes.
+    """
+    return [
+        Problem(str(path), item.source_line, fld, f"item {item.id!r}{message}")
+        for item in items
+        for fld, message in _item_needs(judge, provider_kind, item, pool)
+    ]
+
+
+def _item_needs(judge: JudgeConfig, provider_kind: str, item: Item, pool: bool) -> Iterator[tuple[str, str]]:
+    """(field, message after the item's id) for each thing this judge needs that the item lacks."""
+    from dialbgm.aggregate import KEMENY_MAX_CANDIDATES
+
+    n = len(item.candidates)
+    if not pool and judge.mode == "listwise" and (why := _orders_limit(judge.orders, n)):
+        yield "candidates", f": {why}"
+    if not pool and judge.aggregation == "kemeny" and n > KEMENY_MAX_CANDIDATES:
+        yield (
+            "candidates",
+            f": {n} candidates, but aggregation = kemeny takes at most {KEMENY_MAX_CANDIDATES} candidates "
+            "(use mean or borda)",
+        )
+    if judge.context == "summary" and item.summary is None and (pool or not judge.summarizer):
+        fix = "add one" if pool else "add one, or name a judge to write them with --set summarizer=JUDGE"
+        yield "summary", f": no summary, but the judge uses context = summary; {fix}"
+    # The random baseline reads nothing; every other judge with input = caption reads (or embeds) captions.
+    reads_captions = judge.input == "caption" and provider_kind != "random"
+    for k, c in enumerate(item.candidates):
+        if reads_captions and c.caption is None:
+            yield (
+                f"candidates[{k}].caption",
+                f", candidate {c.id!r}: no caption, but the judge reads captions only (input = caption)",
+            )
+        if not pool and judge.input != "caption" and c.audio is None:
+            yield f"candidates[{k}].audio", f", candidate {c.id!r}: no audio path"
+
+
+def judge_fit_problems(
+    judge: JudgeConfig, provider: ProviderConfig, dataset: Dataset, pool: FewShotPool | None
+) -> list[Problem]:
+    """Every item of the data and of the few-shot pool this judge cannot take (see judge_problems)."""
+    problems = judge_problems(judge, provider.kind, dataset.path, dataset.items, pool=False)
+    if pool is not None:
+        problems += judge_problems(judge, provider.kind, pool.path, pool.items, pool=True)
+    return problems
 
 
 def load_pool(path: Path, exclude: Dataset) -> FewShotPool:

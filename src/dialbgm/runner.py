@@ -20,10 +20,10 @@ from dialbgm.cache import ResponseCache
 from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
 from dialbgm.data import Dataset, load_dataset
 from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
-from dialbgm.errors import ConfigError, ResultsError
+from dialbgm.errors import ConfigError, JudgeDataError, ResultsError
 from dialbgm.journal import JournalWriter, iter_journal, read_plan, write_plan
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
-from dialbgm.plan import FewShotPool, Unit, build_units, load_pool
+from dialbgm.plan import FewShotPool, Unit, build_units, judge_fit_problems, load_pool
 from dialbgm.prompts import PromptSet, labels_for
 from dialbgm.redact import REDACTED, redact
 from dialbgm.request import Request, Response
@@ -112,20 +112,13 @@ def prepare(
         if not backend.needs_messages:
             raise ConfigError(f"judge {judge.name!r}: few_shot applies to LLM judges only")
         pool = load_pool(ws.resolve(judge.few_shot_pool), dataset)
+    if problems := judge_fit_problems(judge, provider, dataset, pool):
+        raise JudgeDataError(judge.name, problems)
     summaries: list[dict[str, Any]] = []
     if judge.context == "summary":
         from dialbgm.summaries import fill_summaries
 
         dataset, summaries = fill_summaries(ws, dataset, judge, allow_calls=allow_summary_calls)
-    if judge.aggregation == "kemeny":
-        from dialbgm.aggregate import KEMENY_MAX_CANDIDATES
-
-        big = [i.id for i in dataset if len(i.candidates) > KEMENY_MAX_CANDIDATES]
-        if big:
-            raise ConfigError(
-                f"aggregation=kemeny supports at most {KEMENY_MAX_CANDIDATES} candidates per item; "
-                f"{len(big)} item(s) have more (first: {big[0]}); use mean or borda"
-            )
     clips = None
     if wants_audio(judge):
         if not backend.needs_messages:
@@ -139,7 +132,8 @@ def prepare(
     prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries, clips=clips)
     for unit, r in zip(units, prep.iter_requests(), strict=True):
         if clips is not None:
-            check_request_size(r.messages, provider, f"item {unit.item.id!r} (unit {unit.unit_id})")
+            where = f"{dataset.path}:{unit.item.source_line}: item {unit.item.id!r} (unit {unit.unit_id})"
+            check_request_size(r.messages, provider, where)
         prep.keys.append(r.cache_key())
         prep.messages_sha256.append(r.messages_sha256())
     return prep
