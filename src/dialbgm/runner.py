@@ -285,9 +285,18 @@ def _with_expectations(
 
     assert parsed.scores is not None
     if not response.logprobs:
-        return parsed, {"sampled_scores": parsed.scores, "logprob_fallbacks": sorted(parsed.scores)}
+        reasons = dict.fromkeys(sorted(parsed.scores), "the reply carries no log-probabilities")
+        return parsed, {
+            "sampled_scores": parsed.scores,
+            "logprob_fallbacks": sorted(parsed.scores),
+            "logprob_fallback_reasons": reasons,
+        }
     exp = expected_scores(response.text, response.logprobs, parsed.scores, labels, lo, hi)
-    return replace(parsed, scores=exp.scores), {"sampled_scores": parsed.scores, "logprob_fallbacks": exp.fallbacks}
+    return replace(parsed, scores=exp.scores), {
+        "sampled_scores": parsed.scores,
+        "logprob_fallbacks": exp.fallbacks,
+        "logprob_fallback_reasons": exp.reasons,
+    }
 
 
 def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> ProviderConfig:
@@ -347,6 +356,11 @@ def _config_dict(
         "overrides": overrides or {},
         "parser_version": PARSER_VERSION,
     }
+    if judge.score_by == "logprobs":
+        # Expectations are recomputed from cached replies; a new rule must not reuse old results.
+        from dialbgm.logprobs import LOGPROBS_VERSION
+
+        config["logprobs_version"] = LOGPROBS_VERSION
     if audio_sha256 is not None:
         # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
         config["audio_sha256"] = audio_sha256
