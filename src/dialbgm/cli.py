@@ -4,6 +4,7 @@ commands that need them, so ``dialbgm --help`` stays fast."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -356,7 +357,7 @@ def cache_prune(
     value, unit = older_than[:-1], older_than[-1:]
     try:
         seconds = float(value) * units[unit]
-        if seconds < 0:
+        if not math.isfinite(seconds) or seconds < 0:  # "nand" or "1e999d" would prune nothing, silently
             raise ValueError
     except (KeyError, ValueError):
         typer.secho(f"error: --older-than {older_than!r}: use a number with d, h, m or s (e.g. 30d)", err=True)

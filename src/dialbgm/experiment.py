@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -157,13 +158,24 @@ def _limit(value: Any, path: Path, key: str) -> int | None:
     return value
 
 
+def _folder_name(value: str) -> bool:
+    """Usable as one folder under results/experiments/: "." and ".." would be another folder."""
+    return value not in (".", "..")
+
+
 def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experiment:
+    from dialbgm.config import check_recordable
+
+    try:
+        check_recordable(raw, str(path))
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
     known = {"name", "description", "data", "judges", "baseline", "pairs"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _fail(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
     name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name or _SAFE.search(name):
+    if not isinstance(name, str) or not name or _SAFE.search(name) or not _folder_name(name):
         raise _fail(path, "name", f"must be a non-empty name of letters, digits, '.', '_', '-', got {name!r}")
     data = raw.get("data")
     if not isinstance(data, dict) or "path" not in data:
@@ -174,8 +186,8 @@ def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experime
     if not isinstance(data["path"], str):
         raise _fail(path, "data.path", "must be a string")
     data_path = ws.resolve(data["path"])
-    if not data_path.exists():
-        raise _fail(path, "data.path", f"{data_path}: no such file")
+    if not data_path.is_file():
+        raise _fail(path, "data.path", f"{data_path}: {'is a folder' if data_path.is_dir() else 'no such file'}")
     limit = _limit(data.get("limit"), path, "data.limit")
     judges = raw.get("judges")
     if not isinstance(judges, dict) or not judges:
@@ -238,7 +250,10 @@ def _cells_of(ws: Workspace, path: Path, label: Any, table: Any, data_limit: int
         except ConfigError as e:
             where = f"{key} ({', '.join(f'{k}={v!r}' for k, v in levels.items())})" if levels else key
             raise ExperimentError(f"{path}: {where}: {e}") from None
-        cells.append(Cell(cell_id(str(label), levels), str(label), judge, levels, overrides, limit))
+        cid = cell_id(str(label), levels)
+        if not _folder_name(cid):
+            raise _fail(path, key, f"the cell id {cid!r} cannot be a folder name; rename the judge's label")
+        cells.append(Cell(cid, str(label), judge, levels, overrides, limit))
     return cells
 
 
@@ -356,6 +371,8 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
 
 def budget_problem(plans: list[CellPlan], max_cost: float) -> str | None:
     """Why the uncached calls may exceed ``max_cost`` (USD), or None when they fit."""
+    if not (math.isfinite(max_cost) and max_cost >= 0):
+        return f"--max-cost must be a finite number >= 0 (USD), got {max_cost!r}"  # NaN would pass any budget
     unknown = [p.cell_id for p in plans if p.uncached and p.cost_est is None]
     if unknown:
         return (

@@ -7,6 +7,7 @@ missing from the table has an *unknown* cost, reported as such rather than as ze
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,9 @@ def load_prices(ws: Workspace) -> PriceTable:
             raise ConfigError(f"{path}: models.{name}: must be a table")
         for key in ("input", "output"):
             v = entry.get(key)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise ConfigError(f"{path}: models.{name}.{key}: must be a number >= 0 (USD per 1M tokens)")
+            # NaN passes "v < 0" and would then pass any --max-cost budget.
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{path}: models.{name}.{key}: must be a finite number >= 0 (USD per 1M tokens)")
         models[name] = (float(entry["input"]), float(entry["output"]))
         for alias in entry.get("aliases", []):
             aliases[str(alias)] = name

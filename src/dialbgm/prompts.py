@@ -60,6 +60,32 @@ class Shot:
     candidates: tuple[Candidate, ...]
 
 
+def template_error(path: Path, e: jinja2.TemplateError) -> TemplateError:
+    """A Jinja error as ``file:line: message`` (the line when Jinja knows it)."""
+    line = getattr(e, "lineno", None)
+    message = getattr(e, "message", None) or str(e)
+    return TemplateError(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+
+def compile_templates(env: SandboxedEnvironment, folder: Path, names: Sequence[str]) -> None:
+    """Load every template once, so a syntax error or an unreadable file fails when the folder is
+    opened (before any call), naming the file and line."""
+    for name in names:
+        try:
+            env.get_template(name)
+        except jinja2.TemplateError as e:
+            raise template_error(folder / name, e) from None
+        except UnicodeDecodeError as e:
+            raise TemplateError(f"{folder / name}: not UTF-8 text (byte {e.start})") from None
+
+
+def known_templates(prompts_dir: Path) -> list[str]:
+    """The folders of ``prompts/`` that hold a judge template."""
+    if not prompts_dir.is_dir():
+        return []
+    return sorted(p.name for p in prompts_dir.iterdir() if all((p / f).is_file() for f in PromptSet.FILES))
+
+
 class PromptSet:
     """One template folder under ``prompts/``: system, user_listwise, user_pointwise, criteria."""
 
@@ -67,21 +93,17 @@ class PromptSet:
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
-            known = ", ".join(sorted(p.name for p in folder.parent.iterdir() if p.is_dir()))
-            raise TemplateError(f"no template {folder.name!r} in {folder.parent}; known: {known}")
-        missing = [f for f in self.FILES if not (folder / f).exists()]
+            # Only the template folders of prompts/ are listed, never another folder's contents.
+            known = ", ".join(known_templates(folder.parent))
+            raise TemplateError(f"no template {folder.name!r} in prompts/; known: {known}")
+        missing = [f for f in self.FILES if not (folder / f).is_file()]
         if missing:
             raise TemplateError(f"template {folder}: missing {', '.join(missing)}")
         self.folder = folder
         self._system_memo: dict[str, str] = {}
         self.env = sandboxed_env(folder)
-        try:
-            self.criteria_text = tomllib.loads((folder / "criteria.toml").read_text("utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise TemplateError(f"{folder / 'criteria.toml'}: not valid TOML ({e})") from None
-        for c in CRITERIA:
-            if c not in self.criteria_text:
-                raise TemplateError(f"{folder / 'criteria.toml'}: missing [{c}]")
+        self.criteria_text = _read_criteria(folder / "criteria.toml")
+        compile_templates(self.env, folder, self.FILES[:3])
 
     @cached_property
     def sha256(self) -> str:
@@ -95,7 +117,7 @@ class PromptSet:
         try:
             return self.env.get_template(name).render(**variables).strip()
         except jinja2.TemplateError as e:
-            raise TemplateError(f"{self.folder / name}: {e}") from None
+            raise template_error(self.folder / name, e) from None
 
     def criteria(self, weights: dict[str, float]) -> list[dict[str, Any]]:
         total = sum(weights.values())
@@ -205,6 +227,27 @@ class PromptSet:
                 f"placed {placed or 'none'} for candidates {sorted(by_label)}"
             )
         return parts
+
+
+def _read_criteria(path: Path) -> dict[str, Any]:
+    """criteria.toml: one [criterion] table per criterion, each with a title and a description."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise TemplateError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise TemplateError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    for c in CRITERIA:
+        if c not in data:
+            raise TemplateError(f"{path}: missing [{c}]")
+        section = data[c]
+        if not isinstance(section, dict):
+            raise TemplateError(f"{path}: {c}: must be a table [{c}] with title and description")
+        for key in ("title", "description"):
+            if not isinstance(section.get(key), str):
+                got = "missing" if key not in section else f"must be a string, got {section[key]!r}"
+                raise TemplateError(f"{path}: [{c}] {key}: {got}")
+    return data
 
 
 def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int) -> str:

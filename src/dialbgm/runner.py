@@ -8,6 +8,7 @@ is not cached, so a cached re-run needs no key).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, clips_digest, prepare_clips, wants_audio
 from dialbgm.backends import Backend, make_backend
 from dialbgm.cache import ResponseCache
-from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key, stable_hash
+from dialbgm.config import (
+    JudgeConfig,
+    ProviderConfig,
+    few_shot_pool_path,
+    load_judge,
+    load_provider,
+    require_key,
+    stable_hash,
+)
 from dialbgm.data import Dataset, load_dataset
 from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
 from dialbgm.errors import ConfigError, JudgeDataError, ResultsError
@@ -104,6 +113,9 @@ def prepare(
     provider = load_provider(ws, judge.provider)
     if provider_overrides:
         provider = _override_provider(provider, provider_overrides)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        # items[:0] would be an empty run and items[:-1] all but the last item.
+        raise ConfigError(f"--limit must be a whole number >= 1, got {limit!r}")
     dataset = load_dataset(data_path).limited(limit)
     backend = make_backend(judge, provider, ws)
     prompts = PromptSet(ws.prompts_dir / judge.template) if backend.needs_messages else None
@@ -111,7 +123,7 @@ def prepare(
     if judge.few_shot > 0:
         if not backend.needs_messages:
             raise ConfigError(f"judge {judge.name!r}: few_shot applies to LLM judges only")
-        pool = load_pool(ws.resolve(judge.few_shot_pool), dataset)
+        pool = load_pool(few_shot_pool_path(ws, judge), dataset)
     if problems := judge_fit_problems(judge, provider, dataset, pool):
         raise JudgeDataError(judge.name, problems)
     summaries: list[dict[str, Any]] = []
@@ -279,9 +291,18 @@ def _with_expectations(
 
     assert parsed.scores is not None
     if not response.logprobs:
-        return parsed, {"sampled_scores": parsed.scores, "logprob_fallbacks": sorted(parsed.scores)}
+        reasons = dict.fromkeys(sorted(parsed.scores), "the reply carries no log-probabilities")
+        return parsed, {
+            "sampled_scores": parsed.scores,
+            "logprob_fallbacks": sorted(parsed.scores),
+            "logprob_fallback_reasons": reasons,
+        }
     exp = expected_scores(response.text, response.logprobs, parsed.scores, labels, lo, hi)
-    return replace(parsed, scores=exp.scores), {"sampled_scores": parsed.scores, "logprob_fallbacks": exp.fallbacks}
+    return replace(parsed, scores=exp.scores), {
+        "sampled_scores": parsed.scores,
+        "logprob_fallbacks": exp.fallbacks,
+        "logprob_fallback_reasons": exp.reasons,
+    }
 
 
 def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> ProviderConfig:
@@ -290,10 +311,11 @@ def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> Provid
     for key, value in over.items():
         if value is None:
             continue
-        if key == "concurrency" and (not isinstance(value, int) or value < 1):
+        if key == "concurrency" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"--concurrency must be a whole number >= 1, got {value!r}")
-        if key in ("rpm", "tpm") and (not isinstance(value, int | float) or value <= 0):
-            raise ConfigError(f"--{key} must be a number > 0, got {value!r}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in ("rpm", "tpm") and not (number and math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{key} must be a number > 0 (and finite), got {value!r}")
         if key not in ("concurrency", "rpm", "tpm"):
             raise ConfigError(f"unknown provider override {key!r}")
         changes[key] = float(value) if key in ("rpm", "tpm") else value
@@ -341,6 +363,11 @@ def _config_dict(
         "overrides": overrides or {},
         "parser_version": PARSER_VERSION,
     }
+    if judge.score_by == "logprobs":
+        # Expectations are recomputed from cached replies; a new rule must not reuse old results.
+        from dialbgm.logprobs import LOGPROBS_VERSION
+
+        config["logprobs_version"] = LOGPROBS_VERSION
     if audio_sha256 is not None:
         # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
         config["audio_sha256"] = audio_sha256
@@ -366,11 +393,13 @@ def quick_config(
 
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
+    if not data_path.is_file():  # e.g. --resume after the data file moved: not a traceback
+        raise ConfigError(f"data {data_path}: {'is a folder' if data_path.is_dir() else 'no such file'}")
     data_sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
     prompts = PromptSet(ws.prompts_dir / judge.template) if provider.kind in ("litellm", "llama_cpp_server") else None
     pool_sha = None
     if judge.few_shot > 0:
-        pool_sha = hashlib.sha256(ws.resolve(judge.few_shot_pool).read_bytes()).hexdigest()
+        pool_sha = hashlib.sha256(few_shot_pool_path(ws, judge).read_bytes()).hexdigest()
     config = _config_dict(
         judge,
         provider,

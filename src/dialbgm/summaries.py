@@ -19,7 +19,7 @@ import jinja2
 from dialbgm.config import JudgeConfig, load_judge, load_provider, require_key
 from dialbgm.data import Dataset, Item
 from dialbgm.errors import ConfigError, ProviderError, TemplateError
-from dialbgm.prompts import sandboxed_env
+from dialbgm.prompts import compile_templates, sandboxed_env, template_error
 from dialbgm.workspace import Workspace
 
 TEMPLATE_DIR = "summarize"
@@ -28,11 +28,12 @@ FILES = ("system.j2", "user.j2")
 
 class SummaryTemplate:
     def __init__(self, folder: Path) -> None:
-        missing = [f for f in FILES if not (folder / f).exists()]
+        missing = [f for f in FILES if not (folder / f).is_file()]
         if missing:
             raise TemplateError(f"summary template {folder}: missing {', '.join(missing)}")
         self.folder = folder
         self.env = sandboxed_env(folder)
+        compile_templates(self.env, folder, FILES)
         h = hashlib.sha256()
         for f in FILES:
             h.update(f.encode() + (folder / f).read_bytes())
@@ -40,13 +41,16 @@ class SummaryTemplate:
 
     def messages(self, item: Item) -> list[dict[str, Any]]:
         variables = {"dialogue": [{"speaker": t.speaker, "text": t.text} for t in item.dialogue]}
+        return [
+            {"role": "system", "content": self._render("system.j2", variables)},
+            {"role": "user", "content": self._render("user.j2", variables)},
+        ]
+
+    def _render(self, name: str, variables: dict[str, Any]) -> str:
         try:
-            return [
-                {"role": "system", "content": self.env.get_template("system.j2").render(**variables).strip()},
-                {"role": "user", "content": self.env.get_template("user.j2").render(**variables).strip()},
-            ]
+            return self.env.get_template(name).render(**variables).strip()
         except jinja2.TemplateError as e:
-            raise TemplateError(f"{self.folder}: {e}") from None
+            raise template_error(self.folder / name, e) from None
 
 
 def summarizer_identity(ws: Workspace, judge: JudgeConfig) -> str | None:

@@ -106,6 +106,12 @@ class LiteLLMBackend:
                 f"judge {self.judge.name!r}: score_by=logprobs, but provider {self.provider.name!r} "
                 "does not return log-probabilities (capabilities.logprobs = false)"
             )
+        most = self.provider.capabilities.max_top_logprobs
+        if self.judge.score_by == "logprobs" and self.judge.top_logprobs > most:
+            raise ConfigError(
+                f"judge {self.judge.name!r}: top_logprobs = {self.judge.top_logprobs}, but provider "
+                f"{self.provider.name!r} returns at most {most} (capabilities.max_top_logprobs)"
+            )
 
     @property
     def needs_key(self) -> bool:
