@@ -76,7 +76,9 @@ def eval_cmd(
 
     try:
         ws = _workspace()
-        data_path = data or ws.sample_data
+        # A path on the command line is relative to the current folder (recorded absolute, so
+        # that --resume from another folder opens the same file).
+        data_path = data.absolute() if data else ws.sample_data
         overrides = parse_overrides(set_) if set_ else None
         if not quiet and resume is None:
             from dialbgm.config import load_judge, load_provider
@@ -111,6 +113,12 @@ def eval_cmd(
         )
         raise typer.Exit(130) from None
     print_run(result.manifest, result.metrics, str(result.out_dir))
+    _warn(result.manifest.get("warnings", []))
+
+
+def _warn(messages: list[str]) -> None:
+    for m in messages:
+        typer.secho(f"warning: {m}", fg=typer.colors.YELLOW, err=True)
 
 
 class _progress:
@@ -169,10 +177,13 @@ def render(
 
     try:
         ws = _workspace()
-        prep, idx = render_item(ws, judge, data or ws.sample_data, item, parse_overrides(set_ or []))
+        prep, idx = render_item(
+            ws, judge, data.absolute() if data else ws.sample_data, item, parse_overrides(set_ or [])
+        )
     except DialbgmError as e:
         _fail(e)
         return
+    _warn(prep.warnings)
     reqs = [prep.request(i) for i in idx]
     if as_json:
         body = [

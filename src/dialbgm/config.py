@@ -13,11 +13,11 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from dialbgm.errors import ConfigError, MissingKeyError
+from dialbgm.errors import ConfigError, MissingKeyError, TemplateError
 from dialbgm.workspace import Workspace
 
 Mode = Literal["listwise", "pointwise"]
@@ -27,8 +27,12 @@ StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri"]
 
-CRITERIA = ("relevance", "non_intrusiveness", "consistency")
+# DialBGM's criteria, the shipped default: prompts/weighted_criteria/criteria.toml holds them as
+# data; this is only the default of a JudgeConfig built in code (load_judge merges the template's).
 DEFAULT_WEIGHTS: dict[str, float] = {"relevance": 0.5, "non_intrusiveness": 0.3, "consistency": 0.2}
+# Judge settings that name a file: relative to the workspace root when written in a workspace
+# file, to the current folder when given with --set (see parse_overrides).
+PATH_SETTINGS = ("few_shot_pool",)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class JudgeConfig:
     aggregation: str = "mean"
     summarizer: str = ""
     """A judge that writes summaries for items without one (context = "summary")."""
+    summarizer_template: str = "summarize"
+    """The folder in prompts/ whose system.j2 and user.j2 the summarizer is given."""
     score_by: str = "sampled"
     top_logprobs: int = 20
     scale_min: int = 1
@@ -124,13 +130,25 @@ class JudgeConfig:
     seed: int = 0
     api_base: str | None = None
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    """The effective weight of every criterion (after the merge rule of dialbgm.criteria)."""
+    criteria: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The judge file's own [criteria.NAME] texts (empty: the template's set)."""
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        # Settings added after runs were recorded appear only when set, so that the config hash
+        # of a judge that does not use them is the one it had before they existed.
+        for key, default in _RECORDED_WHEN_SET.items():
+            if d[key] == default:
+                del d[key]
+        return d
 
     def config_hash(self) -> str:
         return stable_hash(self.to_dict())
+
+
+_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize"}
 
 
 def stable_hash(obj: Any) -> str:
@@ -217,16 +235,50 @@ def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None
         raise ConfigError(f"no judge {name!r} (looked for {path}); known: {', '.join(list_judges(ws))}")
     data = _read_toml(path)
     data["name"] = name
-    for key, value in (overrides or {}).items():
+    over = overrides or {}
+    for key, value in over.items():
         check_recordable(value, "--set", key)
         _apply_override(data, key, value, path)
+    overridden = {k.partition(".")[2] for k in over if k.startswith("weights.")}
+    if isinstance(over.get("weights"), dict):
+        overridden |= set(over["weights"])
+    raw_criteria = data.pop("criteria", {})
+    raw_weights = data.pop("weights", {})
     judge: JudgeConfig = _build(JudgeConfig, data, path, "")
+    judge = _with_criteria(ws, judge, raw_criteria, raw_weights, path, overridden)
     _check_judge(judge, path)
     return judge
 
 
+def _with_criteria(
+    ws: Workspace, judge: JudgeConfig, raw_criteria: object, raw_weights: object, path: Path, overridden: set[str]
+) -> JudgeConfig:
+    """The judge with its effective criteria weights, merged with its template's criteria.toml."""
+    from dialbgm.criteria import CRITERIA_FILE, read_template_criteria, resolve
+
+    folder = ws.prompts_dir / judge.template
+    if not folder.is_dir():
+        if not raw_criteria and not raw_weights:
+            # A judge that renders no prompt (random, embedding) needs no template: nothing to merge.
+            return replace(judge, weights={}, criteria={})
+        known = ", ".join(sorted(p.name for p in ws.prompts_dir.iterdir() if p.is_dir()))
+        raise TemplateError(
+            f"{path}: template: no template {judge.template!r} in {ws.prompts_dir} to check its criteria "
+            f"and weights against; known: {known}"
+        )
+    weights, texts = resolve(
+        read_template_criteria(folder), folder / CRITERIA_FILE, raw_criteria, raw_weights, path, overridden
+    )
+    return replace(judge, weights=weights, criteria=texts)
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["cot=true", "params.temperature=0.7"]`` → typed values (TOML syntax, else a string)."""
+    """``["cot=true", "params.temperature=0.7"]`` → typed values (TOML syntax, else a string).
+
+    These are the command line's ``--set``: a relative path among them (``few_shot_pool``) is
+    made absolute against the current folder here, as every path on the command line is; the
+    same setting written in a judge or experiment file is relative to the workspace root.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -238,6 +290,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             value = raw
         check_recordable(value, "--set", key)
+        if key in PATH_SETTINGS and isinstance(value, str) and value:
+            value = str(Path(value).expanduser().absolute())
         out[key] = value
     return out
 
@@ -247,9 +301,7 @@ def _apply_override(data: dict[str, Any], key: str, value: Any, path: Path) -> N
     if tail:
         if head not in ("params", "weights"):
             raise ConfigError(f"--set {key}: only params.* and weights.* take a dotted key")
-        if head == "weights" and "weights" not in data:
-            # A dotted override adjusts the defaults; it does not replace the whole table.
-            data["weights"] = dict(DEFAULT_WEIGHTS)
+        # A dotted weight adjusts one criterion; the others keep theirs (dialbgm.criteria).
         table = data.setdefault(head, {})
         if not isinstance(table, dict):
             raise ConfigError(f"--set {key}: {head} is not a table in {path}")
@@ -442,16 +494,7 @@ def _check_judge(j: JudgeConfig, path: Path) -> None:
         # A "-" alternative carries the mass of every negative score at once: no expectation can be read.
         raise ConfigError(f"{path}: scale_min: score_by = logprobs needs a scale of integers >= 0")
     _check_params(j.params, path)
-    missing = [c for c in CRITERIA if c not in j.weights]
-    extra = [c for c in j.weights if c not in CRITERIA]
-    if missing or extra:
-        raise ConfigError(f"{path}: weights: need exactly {', '.join(CRITERIA)} (missing {missing}, unknown {extra})")
-    for k, v in j.weights.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-            raise ConfigError(f"{path}: weights.{k}: must be a finite number >= 0, got {v!r}")
-    total = sum(j.weights.values())
-    if not math.isfinite(total) or total <= 0:
-        raise ConfigError(f"{path}: weights: must not all be zero, and must have a finite sum")
+    # The criteria and their weights were checked when merged (dialbgm.criteria.resolve).
 
 
 def require_key(judge: JudgeConfig, provider: ProviderConfig) -> None:

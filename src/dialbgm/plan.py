@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dialbgm.config import JudgeConfig, ProviderConfig
+from dialbgm.criteria import read_task
 from dialbgm.data import Candidate, Dataset, Item, load_dataset
 from dialbgm.errors import ConfigError, DataError, Problem
-from dialbgm.prompts import Shot, labels_for
+from dialbgm.prompts import PromptSet, Shot, labels_for
 
 
 def seeded_rng(*parts: object) -> random.Random:
@@ -102,12 +103,14 @@ def labels_for_order(item: Item, n: int, order_index: int, judge: JudgeConfig) -
 class FewShotPool:
     """Examples for few-shot prompts; items under evaluation are excluded by id and content."""
 
-    def __init__(self, dataset: Dataset, exclude: Dataset) -> None:
+    def __init__(self, dataset: Dataset, exclude: Dataset, warnings: tuple[str, ...] = ()) -> None:
         banned_ids = set(exclude.ids)
         banned_text = {_fingerprint(i) for i in exclude.items}
         self.items = [i for i in dataset.items if i.id not in banned_ids and _fingerprint(i) not in banned_text]
         self.path = dataset.path
         self.sha256 = dataset.sha256
+        self.warnings = warnings
+        """What could not be checked about the pool's task (see check_pool_task)."""
 
     def draw(self, judge: JudgeConfig, item: Item) -> tuple[Shot, ...]:
         k = judge.few_shot
@@ -202,12 +205,54 @@ def judge_fit_problems(
     return problems
 
 
-def load_pool(path: Path, exclude: Dataset) -> FewShotPool:
+def pool_task_file(path: Path) -> Path:
+    """Where a few-shot pool declares its task: beside it, ``NAME.task.toml`` for ``NAME.jsonl``."""
+    return path.with_suffix(".task.toml")
+
+
+def check_pool_task(template: PromptSet, path: Path) -> tuple[str, ...]:
+    """A pool of another task, or of another kind of candidate, is refused; when the template or
+    the pool declares nothing the match cannot be checked, and that is returned as a warning."""
+    sidecar = pool_task_file(path)
+    pool = read_task(sidecar, ConfigError)
+    tmpl = template.task
+    name = template.folder.name
+    if tmpl is not None and pool is not None:
+        for key in ("task", "candidate_kind"):
+            theirs, ours = getattr(pool, key), getattr(tmpl, key)
+            if theirs != ours:
+                raise ConfigError(
+                    f"few-shot pool {path}: {key} is {theirs!r} ({pool.source}) but template {name!r} has "
+                    f"{key} {ours!r} ({tmpl.source}); its examples would teach another task. Name a pool "
+                    "of this task with few_shot_pool"
+                )
+        return ()
+    if tmpl is None and pool is None:
+        return (
+            f"neither template {name!r} (no {template.folder / 'template.toml'}) nor few-shot pool {path} "
+            f"(no {sidecar}) declares a task: it cannot be checked that the examples are of the template's task",
+        )
+    if tmpl is None:
+        assert pool is not None
+        return (
+            f"template {name!r} declares no task (no {template.folder / 'template.toml'}) while few-shot pool "
+            f"{path} is for task {pool.task!r} ({pool.candidate_kind}): it cannot be checked that they match",
+        )
+    return (
+        f"few-shot pool {path} declares no task (no {sidecar}) while template {name!r} is for task "
+        f"{tmpl.task!r} ({tmpl.candidate_kind}): it cannot be checked that its examples are of that task",
+    )
+
+
+def load_pool(path: Path, exclude: Dataset, template: PromptSet | None = None) -> FewShotPool:
+    """The pool at ``path`` minus the items under evaluation; with ``template``, checked against
+    its task first (check_pool_task)."""
+    warnings = check_pool_task(template, path) if template is not None else ()
     try:
         pool = load_dataset(path)
     except DataError as e:
         raise ConfigError(f"few-shot pool {path} is invalid:\n{e}") from None
-    return FewShotPool(pool, exclude)
+    return FewShotPool(pool, exclude, warnings)
 
 
 def build_units(dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) -> list[Unit]:

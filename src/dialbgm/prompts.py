@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import string
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,7 +21,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from dialbgm.config import CRITERIA, JudgeConfig
+from dialbgm.config import JudgeConfig
+from dialbgm.criteria import TASK_FILE, TaskInfo, read_task, read_template_criteria, stated
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError, TemplateError
 
@@ -87,9 +87,12 @@ def known_templates(prompts_dir: Path) -> list[str]:
 
 
 class PromptSet:
-    """One template folder under ``prompts/``: system, user_listwise, user_pointwise, criteria."""
+    """One template folder under ``prompts/``: system, user_listwise, user_pointwise (required);
+    criteria.toml (its default criteria) and template.toml (its task), optional.
+    docs/templates.md is the contract."""
 
-    FILES = ("system.j2", "user_listwise.j2", "user_pointwise.j2", "criteria.toml")
+    FILES = ("system.j2", "user_listwise.j2", "user_pointwise.j2")
+    OPTIONAL = ("criteria.toml", TASK_FILE)
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
@@ -102,13 +105,17 @@ class PromptSet:
         self.folder = folder
         self._system_memo: dict[str, str] = {}
         self.env = sandboxed_env(folder)
-        self.criteria_text = _read_criteria(folder / "criteria.toml")
+        self.template_criteria = read_template_criteria(folder)
+        self.task: TaskInfo | None = read_task(folder / TASK_FILE, TemplateError)
+        # What a pointwise few-shot answer calls the candidate: DialBGM's clips, else neutral.
+        self.noun = "clip" if self.task is None or self.task.candidate_kind == "music" else "candidate"
         compile_templates(self.env, folder, self.FILES[:3])
 
     @cached_property
     def sha256(self) -> str:
+        # Optional files count only when present, so a folder without them hashes as it did.
         h = hashlib.sha256()
-        for name in self.FILES:
+        for name in (*self.FILES, *(f for f in self.OPTIONAL if (self.folder / f).is_file())):
             h.update(name.encode())
             h.update((self.folder / name).read_bytes())
         return h.hexdigest()
@@ -119,17 +126,9 @@ class PromptSet:
         except jinja2.TemplateError as e:
             raise template_error(self.folder / name, e) from None
 
-    def criteria(self, weights: dict[str, float]) -> list[dict[str, Any]]:
-        total = sum(weights.values())
-        return [
-            {
-                "name": c,
-                "title": self.criteria_text[c]["title"],
-                "description": self.criteria_text[c]["description"],
-                "weight_pct": round(100 * weights[c] / total),
-            }
-            for c in CRITERIA
-        ]
+    def criteria(self, judge: JudgeConfig) -> list[dict[str, Any]]:
+        """The judge's criteria as the templates receive them (dialbgm.criteria's merge rule)."""
+        return stated(self.template_criteria, judge.criteria, judge.weights, f"judge {judge.name!r}")
 
     def messages(
         self,
@@ -149,7 +148,7 @@ class PromptSet:
         """
         labels = labels_for(len(shown))
         base = {
-            "criteria": self.criteria(judge.weights),
+            "criteria": self.criteria(judge),
             "scale_min": judge.scale_min,
             "scale_max": judge.scale_max,
             "mode": judge.mode,
@@ -158,6 +157,8 @@ class PromptSet:
             "labels": labels,
             "n_candidates": len(shown),
             "input": judge.input,
+            "task": self.task.task if self.task else "",
+            "candidate_kind": self.task.candidate_kind if self.task else "",
         }
         # The system prompt depends on the settings only, not on the item: render it once.
         memo_key = repr(sorted(base.items()))
@@ -168,7 +169,10 @@ class PromptSet:
         for shot in shots:
             out.append({"role": "user", "content": self._user(judge, shot.item, shot.candidates, base, None)})
             out.append(
-                {"role": "assistant", "content": example_answer(judge, shot.candidates, len(shot.item.candidates))}
+                {
+                    "role": "assistant",
+                    "content": example_answer(judge, shot.candidates, len(shot.item.candidates), self.noun),
+                }
             )
         out.append({"role": "user", "content": self._user(judge, item, shown, base, shown_labels, clips)})
         return out
@@ -229,28 +233,7 @@ class PromptSet:
         return parts
 
 
-def _read_criteria(path: Path) -> dict[str, Any]:
-    """criteria.toml: one [criterion] table per criterion, each with a title and a description."""
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise TemplateError(f"{path}: not valid TOML ({e})") from None
-    except UnicodeDecodeError as e:
-        raise TemplateError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    for c in CRITERIA:
-        if c not in data:
-            raise TemplateError(f"{path}: missing [{c}]")
-        section = data[c]
-        if not isinstance(section, dict):
-            raise TemplateError(f"{path}: {c}: must be a table [{c}] with title and description")
-        for key in ("title", "description"):
-            if not isinstance(section.get(key), str):
-                got = "missing" if key not in section else f"must be a string, got {section[key]!r}"
-                raise TemplateError(f"{path}: [{c}] {key}: {got}")
-    return data
-
-
-def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int) -> str:
+def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int, noun: str = "clip") -> str:
     """The answer a few-shot example teaches: human ranks mapped linearly onto the scale."""
     n_all = max(n_all, 2)
     span = judge.scale_max - judge.scale_min
@@ -267,6 +250,6 @@ def example_answer(judge: JudgeConfig, shown: Sequence[Candidate], n_all: int) -
         answer["scores"] = {lab: score(c.rank) for lab, c in zip(labels, shown, strict=True)}
     else:
         if judge.cot:
-            answer["reasoning"] = f"Human annotators ranked this clip {shown[0].rank} of {n_all}."
+            answer["reasoning"] = f"Human annotators ranked this {noun} {shown[0].rank} of {n_all}."
         answer["score"] = score(shown[0].rank)
     return json.dumps(answer, ensure_ascii=False)

@@ -76,6 +76,8 @@ class Prepared:
     messages_sha256: list[str] = field(default_factory=list)
     clips: dict[tuple[str, str], PreparedClip] | None = None
     """(item id, candidate id) → the clip as sent, when the judge hears the candidates."""
+    warnings: list[str] = field(default_factory=list)
+    """What was accepted but could not be checked (e.g. a few-shot pool with no declared task)."""
     _schemas: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def request(self, i: int) -> Request:
@@ -123,7 +125,7 @@ def prepare(
     if judge.few_shot > 0:
         if not backend.needs_messages:
             raise ConfigError(f"judge {judge.name!r}: few_shot applies to LLM judges only")
-        pool = load_pool(few_shot_pool_path(ws, judge), dataset)
+        pool = load_pool(few_shot_pool_path(ws, judge), dataset, prompts)
     if problems := judge_fit_problems(judge, provider, dataset, pool):
         raise JudgeDataError(judge.name, problems)
     summaries: list[dict[str, Any]] = []
@@ -142,6 +144,7 @@ def prepare(
             clips = prepare_clips(dataset, spec, store)
     units = build_units(dataset, judge, pool)
     prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries, clips=clips)
+    prep.warnings.extend(pool.warnings if pool else ())
     for unit, r in zip(units, prep.iter_requests(), strict=True):
         if clips is not None:
             where = f"{dataset.path}:{unit.item.source_line}: item {unit.item.id!r} (unit {unit.unit_id})"
@@ -399,7 +402,11 @@ def quick_config(
     prompts = PromptSet(ws.prompts_dir / judge.template) if provider.kind in ("litellm", "llama_cpp_server") else None
     pool_sha = None
     if judge.few_shot > 0:
-        pool_sha = hashlib.sha256(few_shot_pool_path(ws, judge).read_bytes()).hexdigest()
+        pool_path = few_shot_pool_path(ws, judge)
+        try:
+            pool_sha = hashlib.sha256(pool_path.read_bytes()).hexdigest()
+        except OSError as e:  # moved or removed since the run started: bad input, not a crash
+            raise ConfigError(f"few-shot pool {pool_path}: cannot be read ({e.strerror or e})") from None
     config = _config_dict(
         judge,
         provider,
@@ -641,6 +648,8 @@ def _finish(
         },
         "tokens": dict(tally.tokens),
     }
+    if prep.warnings:
+        manifest["warnings"] = prep.warnings
     if prep.summaries:
         write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
     write_jsonl(out_dir / "items.jsonl", items)

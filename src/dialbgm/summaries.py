@@ -4,7 +4,8 @@
 judge names a ``summarizer`` (another judge file, e.g. ``gpt-4o`` as in the paper), the summary
 is generated through that judge's provider, cached like every other call (so it is written once
 and reused by every cell and re-run), and recorded in the run's ``summaries.jsonl``. Templates
-live in ``prompts/summarize/``; dialogue text enters them only as variables.
+live in ``prompts/summarize/`` (or the folder the judge's ``summarizer_template`` names);
+dialogue text enters them only as variables.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from dialbgm.errors import ConfigError, ProviderError, TemplateError
 from dialbgm.prompts import compile_templates, sandboxed_env, template_error
 from dialbgm.workspace import Workspace
 
-TEMPLATE_DIR = "summarize"
 FILES = ("system.j2", "user.j2")
 
 
 class SummaryTemplate:
     def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise TemplateError(f"no summary template {folder.name!r} in {folder.parent} (summarizer_template)")
         missing = [f for f in FILES if not (folder / f).is_file()]
         if missing:
             raise TemplateError(f"summary template {folder}: missing {', '.join(missing)}")
@@ -58,7 +60,7 @@ def summarizer_identity(ws: Workspace, judge: JudgeConfig) -> str | None:
     if judge.context != "summary" or not judge.summarizer:
         return None
     sj = load_judge(ws, judge.summarizer)
-    tmpl = SummaryTemplate(ws.prompts_dir / TEMPLATE_DIR)
+    tmpl = SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
     return hashlib.sha256(f"{sj.config_hash()}:{tmpl.sha256}".encode()).hexdigest()
 
 
@@ -94,7 +96,7 @@ def fill_summaries(
     if sp.kind not in ("litellm", "llama_cpp_server"):
         raise ConfigError(f"summarizer {sj.name!r} must be an LLM judge (its provider is {sp.kind!r})")
     backend = make_backend(sj, sp, ws)
-    tmpl = SummaryTemplate(ws.prompts_dir / TEMPLATE_DIR)
+    tmpl = SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
     requests = [backend.build_request(item, (), tmpl.messages(item), None, 0) for item in missing]
     cache = ResponseCache(ws.cache_dir)
     try:
