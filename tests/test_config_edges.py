@@ -268,10 +268,10 @@ def test_a_criteria_section_without_description_is_a_clear_error(workspace: Work
     start = text.index("[consistency]")
     path.write_text(text[:start] + '[consistency]\ntitle = "Consistency"\n')
     # Before: KeyError: 'description' from render (exit 1, a traceback).
-    out = refused(["render", "-i", "s001"], "[consistency] description: missing")
+    out = refused(["render", "-i", "s001"], "consistency.description: required")
     assert str(path) in out
     path.write_text(text[:start] + '[consistency]\ntitle = "Consistency"\ndescription = 3\n')
-    with pytest.raises(TemplateError, match=r"\[consistency\] description: must be a string"):
+    with pytest.raises(TemplateError, match=r"consistency\.description: must be a non-empty string"):
         PromptSet(path.parent)
     path.write_text('consistency = "steady"\n' + text[:start])  # a top-level key, before the tables
     with pytest.raises(TemplateError, match="consistency: must be a table"):
@@ -293,7 +293,7 @@ def test_an_undecodable_template_is_a_template_error(workspace: Workspace) -> No
         PromptSet(folder)  # before: UnicodeDecodeError at render
     (folder / "system.j2").write_text("ok")
     (folder / "criteria.toml").write_bytes(b"[relevance]\ntitle = '\xff'\n")
-    with pytest.raises(TemplateError, match=r"criteria\.toml: not UTF-8 text"):
+    with pytest.raises(TemplateError, match=r"criteria\.toml: not valid UTF-8"):
         PromptSet(folder)
 
 

@@ -80,7 +80,7 @@ def test_every_problem_is_reported_with_line_and_field(tmp_path: Path) -> None:
         f"{p}:2: <json>:",
         f"{p}:3: dialogue:",
         f"{p}:4: candidates:",
-        f"{p}:5: candidates[*].rank: ranks must be a permutation of 1..2",
+        f"{p}:5: candidates[*].rank: all 2 candidates share rank 1",  # ties are allowed, all-tied is not
         f"{p}:6: candidates[1].id: duplicate candidate id 'a'",
         f"{p}:7: candidates[0].rank:",
         f"{p}:8: dialogue[0].text:",
@@ -153,7 +153,7 @@ def test_long_csv_plain_text_dialogue_and_problems(tmp_path: Path) -> None:
     )
     found = problems_of(csv)
     assert any(f.startswith(f"{csv}:7: dialogue: differs from the first row of item 'd2'") for f in found), found
-    assert any("ranks must be a permutation of 1..2" in f for f in found), found
+    assert any("ranks must be competition ranks of 2 candidates" in f for f in found), found
     (tmp_path / "h.csv").write_text("id,caption\nd1,x\n")
     assert "missing column(s): dialogue, candidate_id, rank" in problems_of(tmp_path / "h.csv")[0]
     ok = tmp_path / "ok.csv"

@@ -222,6 +222,8 @@ def diff_cmd(
         f"A = {run_a}\nB = {run_b}\ncommon scored items: {c['n_common']} (lost by A: {c['lost_by_a']}, "
         f"lost by B: {c['lost_by_b']})\ntop choice flipped on {d['n_flipped']} of {c['n_common']} items"
     )
+    if "n_groups" in c:
+        console.print(f"items name groups: {c['n_groups']} groups, resampled and sign-flipped as units")
     for f in d["flips"][:show]:
         best = ",".join(f["human_best"])
         console.print(f"  {f['item_id']}: {','.join(f['top_a'])} → {','.join(f['top_b'])} (human best {best})")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dialbgm.errors import ResultsError
-from dialbgm.metrics import METRICS
+from dialbgm.metrics import METRICS, n_groups
 
 ALPHA = 0.05
 PARSE_STATUSES = ("parse_error", "truncated", "refused")
@@ -133,6 +133,7 @@ def leaderboard(cells: list[CellData]) -> list[dict[str, Any]]:
                     for k in METRICS
                 },
                 "chance": m.get("chance", {}),
+                **({"n_groups": m["n_groups"]} if "n_groups" in m else {}),
             }
         )
     return rows
@@ -151,7 +152,12 @@ def compare_pair(
     common = [i for i in ok_a if i in ok_b]
     cols_a = [[ok_a[i]["metrics"][m] for i in common] for m in METRICS]
     cols_b = [[ok_b[i]["metrics"][m] for i in common] for m in METRICS]
-    estimates = paired_compare(cols_a, cols_b, n_flips=n_flips, n_resamples=n_resamples, seed=seed) if common else []
+    groups = _common_groups(a, b, common)
+    estimates = (
+        paired_compare(cols_a, cols_b, n_flips=n_flips, n_resamples=n_resamples, seed=seed, groups=groups)
+        if common
+        else []
+    )
     out_metrics: dict[str, Any] = {}
     for k, m in enumerate(METRICS):
         if not common:
@@ -169,7 +175,7 @@ def compare_pair(
             "exact": e.exact,
             "mdd80": _f(e.mdd80),
         }
-    return {
+    out: dict[str, Any] = {
         "a": a.cell_id,
         "b": b.cell_id,
         "n_common": len(common),
@@ -180,6 +186,27 @@ def compare_pair(
         "lost_by_b": sum(1 for i in ok_a if i not in ok_b),
         "metrics": out_metrics,
     }
+    g = n_groups(groups)
+    if g is not None:
+        # Only for grouped data, so an ungrouped comparison's output is what it always was.
+        out["n_groups"] = g
+        out["unit"] = "group: whole groups resampled and sign-flipped together"
+    return out
+
+
+def _common_groups(a: CellData, b: CellData, common: list[str]) -> list[str | None]:
+    """Each common item's group; both cells must agree on it, or the pairing means nothing."""
+    groups: list[str | None] = []
+    for i in common:
+        ga, gb = a.items[i].get("group"), b.items[i].get("group")
+        if ga != gb:
+            raise ResultsError(
+                f"item {i!r} is in group {ga!r} in {a.cell_id} ({a.path}) but {gb!r} in {b.cell_id} ({b.path}): "
+                "the two runs read different data (or one was scored before items could name a group); "
+                "compare runs of the same data file"
+            )
+        groups.append(ga)
+    return groups
 
 
 def _f(x: float | None) -> float | None:
@@ -210,6 +237,9 @@ def adjust_family(comparisons: list[dict[str, Any]], alpha: float = ALPHA) -> di
 
 def detectability_statement(c: dict[str, Any]) -> str:
     n = c["n_common"]
+    g = c.get("n_groups")
+    if g is not None and g < 2:
+        return f"only {g} group(s) in common: nothing can be detected."
     if n < 2:
         return f"only {n} item(s) in common: nothing can be detected."
     parts = []
@@ -218,6 +248,12 @@ def detectability_statement(c: dict[str, Any]) -> str:
         if mdd is not None:
             parts.append(f"{m} ≈ {mdd:.3f}")
     what = "; ".join(parts) if parts else "not estimable (no variation in the differences)"
+    if g is not None:
+        return (
+            f"With {n} common items in {g} groups, differences smaller than about {what} would likely be missed "
+            "(80% power, two-sided alpha 0.05; approximation 2.8 × the cluster-robust SE of the mean difference, "
+            "before Holm's adjustment)."
+        )
     return (
         f"With {n} common items, differences smaller than about {what} would likely be missed "
         "(80% power, two-sided alpha 0.05; approximation 2.8 × SD(diff) / √n, before Holm's adjustment)."

@@ -256,12 +256,20 @@ def _with_criteria(
     """The judge with its effective criteria weights, merged with its template's criteria.toml."""
     from dialbgm.criteria import CRITERIA_FILE, read_template_criteria, resolve
 
+    check_template_name(judge.template, path)  # before the name becomes a path
     folder = ws.prompts_dir / judge.template
     if not folder.is_dir():
         if not raw_criteria and not raw_weights:
             # A judge that renders no prompt (random, embedding) needs no template: nothing to merge.
             return replace(judge, weights={}, criteria={})
-        known = ", ".join(sorted(p.name for p in ws.prompts_dir.iterdir() if p.is_dir()))
+        # A judge template holds the three files PromptSet needs; summary templates are not listed.
+        known = ", ".join(
+            sorted(
+                p.name
+                for p in ws.prompts_dir.iterdir()
+                if all((p / f).is_file() for f in ("system.j2", "user_listwise.j2", "user_pointwise.j2"))
+            )
+        )
         raise TemplateError(
             f"{path}: template: no template {judge.template!r} in {ws.prompts_dir} to check its criteria "
             f"and weights against; known: {known}"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dialbgm.errors import DataError, Problem
+from dialbgm.ranking import CONSENSUS_RULES, DEFAULT_CONSENSUS, consensus_ranks, is_competition_ranking
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,27 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """One annotator's ranks of an item's candidates (competition ranks, aligned with
+    ``Item.candidates``)."""
+
+    annotator: str
+    ranks: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Item:
     id: str
     dialogue: tuple[Turn, ...]
     candidates: tuple[Candidate, ...]
     summary: str | None = None
     source_line: int | None = None
+    group: str | None = None
+    """Items of one group (a conversation, a source dialogue, an annotator batch) are resampled
+    and sign-flipped together by the statistics."""
+    annotations: tuple[Annotation, ...] = ()
+    consensus: str | None = None
+    """The rule that made the candidates' ranks from ``annotations`` (None: the data gave ``rank``)."""
 
     @property
     def human_ranks(self) -> list[int]:
@@ -222,7 +238,7 @@ def _nonempty_str(v: Any) -> bool:
 MAX_CANDIDATES = len(string.ascii_uppercase)
 """Candidates are shown and recorded under the labels A–Z, so an item has at most 26."""
 
-ITEM_FIELDS = frozenset({"id", "dialogue", "summary", "candidates"})
+ITEM_FIELDS = frozenset({"id", "dialogue", "summary", "candidates", "group", "annotations", "consensus"})
 TURN_FIELDS = frozenset({"speaker", "text"})
 CANDIDATE_FIELDS = frozenset({"id", "caption", "audio", "rank"})
 
@@ -323,9 +339,26 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem], may_hold_nu
     summary = obj.get("summary")
     if summary is not None and not isinstance(summary, str):
         problems.append(loc.problem("summary", "must be a string or null"))
-    candidates = _candidates(obj.get("candidates"), loc, problems)
+    # A group is an id like any other (an integer stands for its decimal string).
+    group = None if obj.get("group") is None else as_id(obj.get("group"))
+    if obj.get("group") is not None and group is None:
+        got = _got(obj["group"])
+        problems.append(loc.problem("group", f"must be a non-empty string or an integer (or absent){got}"))
+    annotated = obj.get("annotations") is not None
+    candidates = _candidates(obj.get("candidates"), loc, problems, annotated)
     if len(problems) > before:
         return None
+    annotations, consensus = _annotations(obj, candidates, loc, problems)
+    if len(problems) > before:
+        return None
+    if consensus is not None:
+        ranks = consensus_ranks([a.ranks for a in annotations], consensus)
+        if len(set(ranks)) == 1:
+            problems.append(
+                loc.problem("annotations", f"the {consensus} consensus ties every candidate: nothing to score")
+            )
+            return None
+        candidates = [replace(c, rank=r) for c, r in zip(candidates, ranks, strict=True)]
     assert item_id is not None
     return Item(
         id=item_id,
@@ -333,7 +366,100 @@ def _item_from_obj(obj: Any, loc: _Locator, problems: list[Problem], may_hold_nu
         candidates=tuple(candidates),
         summary=summary if isinstance(summary, str) and summary.strip() else None,
         source_line=loc.line,
+        group=group,
+        annotations=tuple(annotations),
+        consensus=consensus,
     )
+
+
+def _ranks_problem(ranks: Sequence[int]) -> str | None:
+    """Why these are not human ranks of one item, or None. Competition ranks only: a rank is
+    1 + the number of candidates ranked strictly better (1,2,3,4; with ties 1,2,2,4)."""
+    n = len(ranks)
+    if not is_competition_ranking(ranks):
+        return (
+            f"ranks must be competition ranks of {n} candidates (each 1 + the number ranked strictly better: "
+            f"a permutation of 1..{n}, or with ties e.g. 1,2,2,4, not 1,2,2,3), got {list(ranks)}"
+        )
+    return None
+
+
+def _annotations(
+    obj: dict[str, Any], candidates: Sequence[Candidate], loc: _Locator, problems: list[Problem]
+) -> tuple[list[Annotation], str | None]:
+    """The item's per-annotator ranks, and the consensus rule when they define its ranks."""
+    value = obj.get("annotations")
+    consensus = obj.get("consensus")
+    from_annotations = value is not None and all(c.rank == _NO_RANK for c in candidates)
+    if consensus is not None and not from_annotations:
+        problems.append(
+            loc.problem(
+                "consensus",
+                "applies only when the ranks come from annotations (candidates without rank); "
+                "here the candidates' rank is what is scored",
+            )
+        )
+    elif consensus is not None and consensus not in CONSENSUS_RULES:
+        problems.append(loc.problem("consensus", f"must be one of {', '.join(CONSENSUS_RULES)}, got {consensus!r}"))
+    if value is None:
+        return [], None
+    if not isinstance(value, list) or not value:
+        problems.append(loc.problem("annotations", 'must be a non-empty list of {"annotator", "ranks"} objects'))
+        return [], None
+    ids = [c.id for c in candidates]
+    out: list[Annotation] = []
+    seen: set[str] = set()
+    for i, a in enumerate(value):
+        f = f"annotations[{i}]"
+        if not isinstance(a, dict):
+            problems.append(loc.problem(f, 'expected an object {"annotator": ..., "ranks": {candidate id: rank}}'))
+            continue
+        who = a.get("annotator")
+        if not _nonempty_str(who):
+            problems.append(loc.problem(f"{f}.annotator", "required: a non-empty string"))
+        elif who in seen:
+            problems.append(loc.problem(f"{f}.annotator", f"duplicate annotator {who!r} in this item"))
+        else:
+            seen.add(str(who))
+        ranks = _annotator_ranks(a.get("ranks"), ids, f"{f}.ranks", loc, problems)
+        if ranks is not None and _nonempty_str(who):
+            out.append(Annotation(str(who), ranks))
+    if len(out) != len(value):
+        return [], None
+    if not from_annotations:
+        return out, None
+    rule = consensus if isinstance(consensus, str) else DEFAULT_CONSENSUS
+    if rule == "kemeny" and len(ids) > 8:
+        problems.append(
+            loc.problem("consensus", f"kemeny enumerates every order: at most 8 candidates, got {len(ids)}")
+        )
+    return out, rule
+
+
+def _annotator_ranks(
+    value: Any, ids: Sequence[str], f: str, loc: _Locator, problems: list[Problem]
+) -> tuple[int, ...] | None:
+    if not isinstance(value, dict):
+        problems.append(loc.problem(f, "required: an object mapping every candidate id to that annotator's rank"))
+        return None
+    before = len(problems)
+    unknown = [k for k in value if k not in ids]
+    if unknown:
+        problems.append(loc.problem(f, f"unknown candidate id(s) {unknown}; this item's candidates are {list(ids)}"))
+    missing = [c for c in ids if c not in value]
+    if missing:
+        problems.append(loc.problem(f, f"ranks every candidate: missing {missing}"))
+    for c in ids:
+        if c in value and as_rank(value[c]) is None:
+            problems.append(loc.problem(f"{f}.{c}", f"must be an integer rank{_got(value[c])}"))
+    if len(problems) > before:
+        return None
+    ranks = tuple(int(as_rank(value[c]) or 0) for c in ids)
+    problem = _ranks_problem(ranks)
+    if problem:
+        problems.append(loc.problem(f, problem))
+        return None
+    return ranks
 
 
 def _fields_with_nul(value: Any) -> list[str]:
@@ -373,7 +499,13 @@ def _turns(value: Any, loc: _Locator, problems: list[Problem]) -> list[Turn]:
     return turns
 
 
-def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Candidate]:
+_NO_RANK = 0
+"""A candidate's rank until the consensus of the item's annotations gives it one."""
+
+
+def _candidates(value: Any, loc: _Locator, problems: list[Problem], annotated: bool = False) -> list[Candidate]:
+    """The item's candidates; with ``annotated``, candidates may all omit ``rank`` (it then
+    comes from the annotations' consensus, and is _NO_RANK here)."""
     if not isinstance(value, list) or len(value) < 2:
         problems.append(loc.problem("candidates", "required: a list of at least 2 candidates"))
         return []
@@ -408,11 +540,10 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
             problems.append(loc.problem(f"{f}.audio", "must be a non-empty path string"))
         if not _nonempty_str(caption) and not _nonempty_str(audio):
             problems.append(loc.problem(f"{f}.caption", "each candidate needs a caption or an audio path"))
-        rank = as_rank(c.get("rank"))
+        raw_rank = c.get("rank")
+        rank = _NO_RANK if raw_rank is None and annotated else as_rank(raw_rank)
         if rank is None:
-            problems.append(
-                loc.problem(f"{f}.rank", f"required: an integer human rank (1 = best){_got(c.get('rank'))}")
-            )
+            problems.append(loc.problem(f"{f}.rank", f"required: an integer human rank (1 = best){_got(raw_rank)}"))
             ranks_ok = False
             continue
         out.append(
@@ -424,12 +555,24 @@ def _candidates(value: Any, loc: _Locator, problems: list[Problem]) -> list[Cand
             )
         )
     if ranks_ok and len(out) == len(value):
-        ranks = sorted(c.rank for c in out)
-        expected = list(range(1, len(value) + 1))
-        if ranks != expected:
-            shown = _shown([c.rank for c in out])
+        ranks = [c.rank for c in out]
+        unranked = sum(1 for c in value if c.get("rank") is None)
+        if annotated and unranked == len(out):
+            pass  # the annotations' consensus gives the ranks
+        elif unranked:
             problems.append(
-                loc.problem("candidates[*].rank", f"ranks must be a permutation of 1..{len(value)}, got {shown}")
+                loc.problem(
+                    "candidates[*].rank", "give every candidate a rank, or none (ranks then come from annotations)"
+                )
+            )
+        elif problem := _ranks_problem(ranks):
+            problems.append(loc.problem("candidates[*].rank", problem))
+        elif len(set(ranks)) == 1:
+            problems.append(
+                loc.problem(
+                    "candidates[*].rank",
+                    f"all {len(ranks)} candidates share rank 1, the ranks order nothing: got {ranks}",
+                )
             )
     return out
 
@@ -455,7 +598,7 @@ def _duplicate_ids(p: Path, items: Sequence[Item]) -> list[Problem]:
 # ---------------------------------------------------------------- long form (CSV / Parquet)
 
 LONG_COLUMNS = ("id", "dialogue", "candidate_id", "rank")
-OPTIONAL_LONG_COLUMNS = ("summary", "caption", "audio")
+OPTIONAL_LONG_COLUMNS = ("summary", "caption", "audio", "group")
 
 
 Rows = Iterator[tuple[int, dict[str, Any]] | Problem]
@@ -612,7 +755,7 @@ def _load_long(p: Path, rows: Rows) -> tuple[list[Item], list[Problem]]:
         first_line, first = members[0]
         loc = _Locator(str(p), first_line)
         for line, row in members[1:]:
-            for col in ("dialogue", "summary"):
+            for col in ("dialogue", "summary", "group"):
                 if (row.get(col) or None) != (first.get(col) or None):
                     problems.append(
                         Problem(
@@ -630,6 +773,7 @@ def _load_long(p: Path, rows: Rows) -> tuple[list[Item], list[Problem]]:
             "id": item_id,
             "dialogue": dialogue,
             "summary": first.get("summary") or None,
+            "group": None if first.get("group") in (None, "") else first["group"],
             "candidates": [
                 {
                     "id": row.get("candidate_id"),

@@ -41,6 +41,8 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
             "" if chance is None else f"{chance:.3f}",
         )
     console.print(table)
+    if "n_groups" in metrics:
+        console.print(f"intervals: cluster bootstrap over {metrics['n_groups']} groups of items (items name a group)")
     failed = ", ".join(f"{k}={v}" for k, v in metrics["failed_by_status"].items()) or "none"
     console.print(f"failed items: {metrics['n_failed']} ({failed})")
     console.print(

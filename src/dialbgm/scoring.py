@@ -17,7 +17,8 @@ from dialbgm.aggregate import aggregate_scores
 from dialbgm.bias import Judgement
 from dialbgm.config import JudgeConfig
 from dialbgm.data import Dataset, Item
-from dialbgm.metrics import METRICS, chance_levels, item_metrics, summarize
+from dialbgm.metrics import METRICS, chance_levels, item_metrics, n_groups, summarize
+from dialbgm.ranking import has_ties
 
 
 def _judgements(rows: Sequence[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, float]]]:
@@ -40,6 +41,11 @@ def score_item(item: Item, rows: Sequence[dict[str, Any]], judge: JudgeConfig) -
     """An item's row from the rows of its units."""
     failed = [r for r in rows if r["status"] != "ok"]
     row: dict[str, Any] = {"item_id": item.id, "n_candidates": len(item.candidates), "n_units": len(rows)}
+    # Only when the data has them, so rows of ungrouped, directly ranked data stay as they were.
+    if item.group is not None:
+        row["group"] = item.group
+    if item.consensus is not None:
+        row["human_consensus"] = item.consensus
     if failed or not rows:
         row.update(
             status=failed[0]["status"] if failed else "skipped",
@@ -100,8 +106,10 @@ class UnitTally:
         return tally
 
 
-def _summary_block(per_item: list[dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    summary = summarize(per_item)
+def _summary_block(
+    per_item: list[dict[str, float]], groups: list[str | None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    summary = summarize(per_item, groups=groups)
     means = {m: (summary[m]["mean"] if per_item else None) for m in METRICS}
     cis = {m: [summary[m]["ci_low"], summary[m]["ci_high"]] if per_item else None for m in METRICS}
     return means, cis
@@ -109,7 +117,8 @@ def _summary_block(per_item: list[dict[str, float]]) -> tuple[dict[str, Any], di
 
 def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfig, units: UnitTally) -> dict[str, Any]:
     ok = [r for r in items if r["status"] == "ok"]
-    means, cis = _summary_block([r["metrics"] for r in ok])
+    groups = [r.get("group") for r in ok]
+    means, cis = _summary_block([r["metrics"] for r in ok], groups)
     failed_by = Counter(r["status"] for r in items if r["status"] != "ok")
     metrics: dict[str, Any] = dict(means)
     metrics.update(
@@ -119,7 +128,7 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
         failed_by_status=dict(sorted(failed_by.items())),
         units_by_status=dict(sorted(units.by_status.items())),
         ci95=cis,
-        chance=chance_levels([len(i.candidates) for i in dataset]),
+        chance=chance_levels([i.human_ranks for i in dataset]),
         aggregation=judge.aggregation,
         judgements_per_item=_judgements_per_item(judge, dataset),
         notes={
@@ -130,8 +139,9 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
             "from the means and counted in n_failed",
         },
     )
+    _describe_human_side(metrics, dataset, groups)
     if any("metrics_first_judgement" in r for r in ok):
-        first_means, first_cis = _summary_block([r["metrics_first_judgement"] for r in ok])
+        first_means, first_cis = _summary_block([r["metrics_first_judgement"] for r in ok], groups)
         metrics["first_judgement"] = {
             "means": first_means,
             "ci95": first_cis,
@@ -140,6 +150,38 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
     if judge.mode == "listwise":
         metrics["bias"] = bias_diagnostics(units.judgements)
     return metrics
+
+
+def _describe_human_side(metrics: dict[str, Any], dataset: Dataset, groups: list[str | None]) -> None:
+    """State the rules that tied ranks, annotations and groups bring in, and only then: a run on
+    untied, directly ranked, ungrouped data writes the metrics.json it always did."""
+    notes = metrics["notes"]
+    g = n_groups(groups)
+    if g is not None:
+        metrics["n_groups"] = g
+        notes["ci"] = (
+            f"95% cluster bootstrap over the {g} groups of the scored items (whole groups resampled; "
+            "an item without a group is its own), 2000 resamples, seed 0"
+        )
+    tied = sum(1 for i in dataset if has_ties(i.human_ranks))
+    if tied:
+        metrics["n_items_human_ties"] = tied
+        notes["human_ties"] = (
+            "tied human ranks (competition ranks): Hit@k is a hit when any human-best clip is in the judge's "
+            "top k, MRR is of the first human-best clip, tied clips get equal NDCG gains (N - rank), tau-b and "
+            "Spearman correct for ties on both sides; chance is the exact expectation under a random ranking"
+        )
+    by_rule = Counter(i.consensus for i in dataset if i.consensus is not None)
+    if by_rule:
+        metrics["human_ranks"] = {
+            "from_rank": len(dataset) - sum(by_rule.values()),
+            "from_annotations": dict(sorted(by_rule.items())),
+        }
+        notes["human_consensus"] = (
+            "items whose candidates carry no rank are scored against the consensus of their annotations: "
+            "mean = candidates ordered by mean rank (equal means tie), kemeny = Kemeny-optimal order (clips "
+            "whose position averaged over all optimal orders is equal tie); where candidates carry rank, it wins"
+        )
 
 
 def _judgements_per_item(judge: JudgeConfig, dataset: Dataset) -> int | None:
