@@ -74,6 +74,9 @@ class ProviderConfig:
     startup_timeout: float = 120.0
     # embedding
     embedding_model: str | None = None
+    model_revision: str = ""
+    """Names the weights behind the model name (a checkpoint hash, a date): part of the cache key,
+    so a server that swaps weights under one name is not answered from the old ones' cache."""
 
     def api_key(self) -> str | None:
         """The key, read from the environment at call time and never stored anywhere."""
@@ -120,11 +123,16 @@ class JudgeConfig:
     scale_max: int = 10
     seed: int = 0
     api_base: str | None = None
+    model_revision: str = ""
+    """The revision of the model's weights (overrides the provider's); part of the cache key."""
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["model_revision"]:  # unset: recorded (and hashed) exactly as before the setting existed
+            del d["model_revision"]
+        return d
 
     def config_hash(self) -> str:
         return stable_hash(self.to_dict())
