@@ -174,7 +174,8 @@ def test_cache_prune_verify_and_hit_rates(workspace: Workspace, tmp_path: Path) 
     assert runner.invoke(app, ["cache", "prune", "--older-than", "1d"]).output.startswith("removed 0 entries")
     bad = runner.invoke(app, ["cache", "prune", "--older-than", "soon"])
     assert bad.exit_code == 2 and "use a number with d, h, m or s" in bad.output
-    assert "removed 3 entries" in runner.invoke(app, ["cache", "prune", "--older-than", "0s"]).output
+    # Deleting answers asks first, like clear (tests/test_cache_edges.py); --yes does not ask.
+    assert "removed 3 entries" in runner.invoke(app, ["cache", "prune", "--older-than", "0s", "--yes"]).output
 
 
 def test_bad_run_control_options_exit_2(workspace: Workspace, tmp_path: Path) -> None:

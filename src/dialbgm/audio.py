@@ -19,14 +19,15 @@ import json
 import math
 import os
 import stat
+import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dialbgm.errors import InputError
 
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import soundfile
 
+    from dialbgm.diskstore import Store
+
     Samples = npt.NDArray[np.float32]
+
+T = TypeVar("T")
 
 AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
 MIME: dict[str, str] = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg"}
@@ -541,15 +546,15 @@ class ClipStore:
     """
 
     def __init__(self, root: Path) -> None:
-        import diskcache  # imported here: `dialbgm --help` must not pay for sqlite setup
+        from dialbgm.diskstore import Place
 
-        root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.blobs = root / "blobs"
-        # Eviction would drop entries silently; the blobs they point to are what costs space anyway.
-        self._index = diskcache.Cache(str(root / "index"), size_limit=2**62, eviction_policy="none")
+        self._place = Place("the prepared-audio index", root / "index", "")
+        self._index = self._open_index()
         self.hits = 0
         self.misses = 0
+        self.unreadable = 0
 
     def __enter__(self) -> ClipStore:
         return self
@@ -559,6 +564,48 @@ class ClipStore:
 
     def close(self) -> None:
         self._index.close()
+        if self.unreadable:
+            sys.stderr.write(
+                f"warning: {self.unreadable} entries of {self._place.directory} could not be read; "
+                "their clips were prepared again\n"
+            )
+            self.unreadable = 0
+
+    def _open_index(self) -> Store:
+        from dialbgm.diskstore import StoreError, open_store
+
+        try:
+            return open_store(self._place)
+        except StoreError as e:
+            if not e.corrupt:
+                raise
+            return self._start_a_new_index(e)
+
+    def _start_a_new_index(self, problem: Exception) -> Store:
+        """The index only remembers work that can be redone (blobs are checked by their hash when
+        read): a damaged one is set aside and a new one started, instead of failing the run."""
+        from dialbgm.diskstore import move_aside, open_store
+
+        moved = move_aside(self._place)
+        reason = str(problem).splitlines()[0]
+        sys.stderr.write(
+            f"warning: {reason}; started a new index (clips are prepared again from their sources)"
+            f"{f', the damaged file is {moved}' if moved else ''}\n"
+        )
+        return open_store(self._place)
+
+    def _indexed(self, op: Callable[[Store], T]) -> T:
+        """``op`` on the index; a database found damaged on the way is replaced, and ``op`` retried once."""
+        from dialbgm.diskstore import StoreError
+
+        try:
+            return op(self._index)
+        except StoreError as e:
+            if not e.corrupt:
+                raise
+            self._index.close()
+            self._index = self._start_a_new_index(e)
+            return op(self._index)
 
     def blob_path(self, clip: PreparedClip) -> Path:
         return blob_path(self.root, clip)
@@ -572,12 +619,20 @@ class ClipStore:
             self.hits += 1
             return replace(clip, source=str(path))
         self.misses += 1
+        if self._index.read_only:
+            from dialbgm.diskstore import StoreError
+
+            raise StoreError(
+                f"{path}: not prepared yet for these audio settings, and the prepared-audio store {self.root} "
+                "is read-only; prepare the clips where the store can be written, or set DIALBGM_CACHE_DIR "
+                "to a folder you can write"
+            )
         racy_hash = _file_sha256(path) if _is_racy(st) else None
         clip, data = prepare(path, spec)
         self._write_blob(clip, data)
         if _identity(os.stat(path)) == _identity(st):  # not rewritten while we read it
-            entry = {"version": _INDEX_VERSION, "clip": clip.to_dict(), "source_sha256": racy_hash}
-            self._index.set(key, json.dumps(entry))
+            entry = json.dumps({"version": _INDEX_VERSION, "clip": clip.to_dict(), "source_sha256": racy_hash})
+            self._indexed(lambda index: index.set(key, entry))
         return clip
 
     def read(self, clip: PreparedClip) -> bytes:
@@ -592,18 +647,24 @@ class ClipStore:
                 if not blob.name.startswith("."):
                     count += 1
                     size += blob.stat().st_size
-        return {"blobs": count, "bytes": size, "entries": len(self._index), "hits": self.hits, "misses": self.misses}
+        entries = self._indexed(lambda index: index.count())
+        return {"blobs": count, "bytes": size, "entries": entries, "hits": self.hits, "misses": self.misses}
 
     def _lookup(self, key: str, path: str | Path, st: os.stat_result) -> PreparedClip | None:
-        raw = self._index.get(key)
-        if raw is None:
-            return None
+        from dialbgm.diskstore import UnreadableEntry
+
         try:
+            raw = self._indexed(lambda index: index.get(key))
+            if raw is None:
+                return None
             entry = json.loads(raw)
-            if entry.get("version") != _INDEX_VERSION:
+            if not isinstance(entry, dict):
+                raise TypeError("not an entry")
+            if entry.get("version") != _INDEX_VERSION:  # written by another version: redone, not damage
                 return None
             clip = PreparedClip.from_dict(entry["clip"])
-        except (TypeError, ValueError, KeyError):
+        except (UnreadableEntry, TypeError, ValueError, KeyError, AttributeError):
+            self.unreadable += 1
             return None
         blob = self.blob_path(clip)
         if not blob.is_file() or blob.stat().st_size != clip.nbytes:
@@ -612,15 +673,23 @@ class ClipStore:
         if recorded is not None:
             if _file_sha256(path) != recorded:
                 return None
-            if not _is_racy(st):  # old enough now: the stat identity alone will do from here on
-                self._index.set(key, json.dumps({**entry, "source_sha256": None}))
+            if not _is_racy(st) and not self._index.read_only:  # old enough: the stat identity will do
+                aged = json.dumps({**entry, "source_sha256": None})
+                self._indexed(lambda index: index.set(key, aged))
         return clip
 
     def _write_blob(self, clip: PreparedClip, data: bytes) -> None:
         blob = self.blob_path(clip)
         if blob.is_file() and blob.stat().st_size == len(data):
             return
-        write_atomically(blob, data)
+        try:
+            write_atomically(blob, data)
+        except OSError as e:
+            from dialbgm.diskstore import StoreError
+
+            raise StoreError(
+                f"the prepared clip of {clip.source} cannot be stored in {blob.parent} ({e.strerror or e})"
+            ) from e
 
 
 def blob_path(root: Path, clip: PreparedClip) -> Path:

@@ -323,36 +323,92 @@ def judges() -> None:
     Console().print(t)
 
 
+def _response_cache() -> Any:
+    from dialbgm.cache import ResponseCache
+
+    return ResponseCache(_workspace().cache_dir)
+
+
 @cache_app.command("stats")
 def cache_stats() -> None:
     """Entries and size of the cache."""
-    from dialbgm.cache import ResponseCache
+    from dialbgm.errors import DialbgmError
 
-    ws = _workspace()
-    c = ResponseCache(ws.cache_dir)
-    s = c.stats()
-    c.close()
+    try:
+        c = _response_cache()
+        try:
+            s = c.stats()
+        finally:
+            c.close()
+    except DialbgmError as e:
+        _fail(e)
+        return
     rate = "n/a" if s.hit_rate is None else f"{s.hit_rate:.1%}"
     typer.echo(
-        f"{s.directory}: {s.entries} entries, {s.size_bytes / 1e6:.2f} MB; "
+        f"{s.directory}: {s.entries} entries, {s.size_bytes / 1e6:.2f} MB{' (read-only)' if s.read_only else ''}; "
         f"lookups since creation: {s.hits} hits, {s.misses} misses (hit rate {rate})"
     )
 
 
 @cache_app.command("verify")
-def cache_verify() -> None:
+def cache_verify(
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Delete entries that do not decode; rebuild a damaged database from every entry it still "
+            "yields (the damaged file is kept beside it as cache.db.corrupt-*).",
+        ),
+    ] = False,
+) -> None:
     """Check the cache's storage and that every entry decodes (exit 1 if anything is wrong)."""
-    from dialbgm.cache import ResponseCache
+    from dialbgm.cache import RECOVERY, CacheError
+    from dialbgm.errors import DialbgmError
 
-    ws = _workspace()
-    c = ResponseCache(ws.cache_dir)
-    report = c.verify()
-    c.close()
+    try:
+        c = _response_cache()
+        try:
+            report = c.verify(fix=fix)
+        finally:
+            c.close()
+    except CacheError as e:
+        if not e.corrupt:
+            _fail(e)
+        typer.echo(f"storage: {e}", err=True)
+        raise typer.Exit(1) from None
+    except DialbgmError as e:
+        _fail(e)
+        return
+    if report.salvage is not None:
+        s = report.salvage
+        lost = f"{report.removed} lost" if s.expected is not None else "how many were lost is unknown"
+        typer.echo(
+            f"{c.directory}: the database was damaged; rebuilt it with the {s.kept} entries it still held "
+            f"({lost}){f', the damaged file is kept as {s.moved_to}' if s.moved_to else ''}"
+        )
+        for note in s.notes:
+            typer.echo(f"note: {note}", err=True)
+        return
     for p in report.problems[:50]:
         typer.echo(p, err=True)
-    typer.echo(f"{ws.cache_dir}: {report.entries} entries, {len(report.problems)} problems")
+    if len(report.problems) > 50:
+        typer.echo(f"... and {len(report.problems) - 50} more", err=True)
+    if fix:
+        typer.echo(
+            f"{c.directory}: {report.entries} entries, {len(report.problems)} problems, "
+            f"removed {report.removed} entries that do not decode"
+        )
+        return
+    typer.echo(f"{c.directory}: {report.entries} entries, {len(report.problems)} problems")
     if report.problems:
+        if any(p.startswith("storage:") for p in report.problems):
+            typer.echo(RECOVERY, err=True)
+        else:
+            typer.echo("  `dialbgm cache verify --fix` deletes the entries that do not decode", err=True)
         raise typer.Exit(1)
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")]
 
 
 @cache_app.command("prune")
@@ -360,9 +416,10 @@ def cache_prune(
     older_than: Annotated[
         str, typer.Option("--older-than", help="Age to delete from, e.g. 30d, 12h, 90m (paid answers are lost).")
     ],
+    yes: YesOpt = False,
 ) -> None:
-    """Delete entries stored longer ago than --older-than."""
-    from dialbgm.cache import ResponseCache
+    """Delete entries stored longer ago than --older-than (asks first, like clear)."""
+    from dialbgm.errors import DialbgmError
 
     units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
     value, unit = older_than[:-1], older_than[-1:]
@@ -373,28 +430,55 @@ def cache_prune(
     except (KeyError, ValueError):
         typer.secho(f"error: --older-than {older_than!r}: use a number with d, h, m or s (e.g. 30d)", err=True)
         raise typer.Exit(2) from None
-    ws = _workspace()
-    c = ResponseCache(ws.cache_dir)
-    removed = c.prune(seconds)
-    left = c.stats().entries
-    c.close()
+    try:
+        c = _response_cache()
+        try:
+            old = c.older_than(seconds)
+            total = c.stats().entries
+            prompt = (
+                f"delete {len(old)} of {total} cached responses (stored more than {older_than} ago) in {c.directory}?"
+            )
+            if old and not yes and not typer.confirm(prompt):
+                raise typer.Exit(1)
+            removed = c.remove(old)
+            left = c.stats().entries
+        finally:
+            c.close()
+    except DialbgmError as e:
+        _fail(e)
+        return
     typer.echo(f"removed {removed} entries older than {older_than}; {left} left")
 
 
 @cache_app.command("clear")
-def cache_clear(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
-    """Delete every cached response (paid answers are lost: re-running pays again)."""
-    from dialbgm.cache import ResponseCache
+def cache_clear(yes: YesOpt = False) -> None:
+    """Delete every cached response (paid answers are lost: re-running pays again); works on a damaged cache."""
+    from dialbgm.cache import CacheError
+    from dialbgm.errors import DialbgmError
 
-    ws = _workspace()
-    c = ResponseCache(ws.cache_dir)
-    n = c.stats().entries
-    if not yes and not typer.confirm(f"delete {n} cached responses in {c.directory}?"):
-        c.close()
-        raise typer.Exit(1)
-    removed = c.clear()
-    c.close()
-    typer.echo(f"removed {removed} entries from {c.directory}")
+    try:
+        c = _response_cache()
+        try:
+            damaged: str | None = None
+            try:
+                prompt = f"delete {c.stats().entries} cached responses in {c.directory}?"
+            except CacheError as e:
+                if not e.corrupt:
+                    raise
+                damaged = str(e).splitlines()[0]
+                prompt = f"{damaged}\ndelete it and its files?"
+            if not yes and not typer.confirm(prompt):
+                raise typer.Exit(1)
+            removed = c.clear()
+        finally:
+            c.close()
+    except DialbgmError as e:
+        _fail(e)
+        return
+    if damaged is not None or not (c.directory / "cache.db").exists():  # cleared without being opened
+        typer.echo(f"removed the damaged database and {removed} value files from {c.directory}")
+    else:
+        typer.echo(f"removed {removed} entries from {c.directory}")
 
 
 def main() -> None:

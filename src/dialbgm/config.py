@@ -81,6 +81,9 @@ class ProviderConfig:
     startup_timeout: float = 120.0
     # embedding
     embedding_model: str | None = None
+    model_revision: str = ""
+    """Names the weights behind the model name (a checkpoint hash, a date): part of the cache key,
+    so a server that swaps weights under one name is not answered from the old ones' cache."""
 
     def api_key(self) -> str | None:
         """The key, read from the environment at call time and never stored anywhere."""
@@ -129,6 +132,8 @@ class JudgeConfig:
     scale_max: int = 10
     seed: int = 0
     api_base: str | None = None
+    model_revision: str = ""
+    """The revision of the model's weights (overrides the provider's); part of the cache key."""
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """The effective weight of every criterion (after the merge rule of dialbgm.criteria)."""
     criteria: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -148,7 +153,7 @@ class JudgeConfig:
         return stable_hash(self.to_dict())
 
 
-_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize"}
+_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize", "model_revision": ""}
 
 
 def stable_hash(obj: Any) -> str:

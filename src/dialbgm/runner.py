@@ -241,6 +241,7 @@ def _unit_row(prep: Prepared, i: int, outcome: UnitOutcome, parsed: Parsed) -> d
         "reasoning": parsed.reasoning,
         "raw": resp.text if resp else None,
         "finish_reason": resp.finish_reason if resp else None,
+        "response_model": resp.model if resp else None,
         "usage": resp.usage if resp else {},
         "latency_s": outcome.latency_s,
         "attempts": outcome.attempts,
@@ -680,6 +681,8 @@ def _provider_record(p: ProviderConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
+    if not record["model_revision"]:  # unset: the record (and the config hash) is what it was before
+        del record["model_revision"]
     record["api_base"] = p.effective_api_base()
     return record
 

@@ -35,6 +35,8 @@ class Reply:
     """Sent as the whole JSON body instead of a completion built from the fields above."""
     logprobs: list[dict[str, Any]] | None = None
     """OpenAI-format token log-probabilities ({"token", "logprob", "top_logprobs"}), sent if set."""
+    model: str | None = None
+    """The model name the reply reports (default: the name asked for; Gemini: "scripted-gemini")."""
 
 
 Script = Callable[[dict[str, Any], int], Reply]
@@ -51,7 +53,7 @@ def _gemini_body(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
             {"content": {"role": "model", "parts": [{"text": reply.content}]}, "finishReason": finish, "index": 0}
         ],
         "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120},
-        "modelVersion": "scripted-gemini",
+        "modelVersion": reply.model or "scripted-gemini",
     }
 
 
@@ -120,7 +122,7 @@ class ScriptedOpenAIServer:
                         "id": f"chatcmpl-{n}",
                         "object": "chat.completion",
                         "created": 0,
-                        "model": body.get("model", "scripted"),
+                        "model": reply.model or body.get("model", "scripted"),
                         "choices": [
                             {
                                 "index": 0,
@@ -183,7 +185,7 @@ class ScriptedOpenAIServer:
                     "id": "chatcmpl-s",
                     "object": "chat.completion.chunk",
                     "created": 0,
-                    "model": body.get("model", "scripted"),
+                    "model": reply.model or body.get("model", "scripted"),
                 }
                 for i, p in enumerate(pieces):
                     delta: dict[str, Any] = {"content": p}

@@ -11,6 +11,7 @@ from typing import Any
 from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError
+from dialbgm.redact import redact_text
 from dialbgm.request import Request, Response
 from dialbgm.retry import PermanentError, RetryableError, parse_retry_after
 from dialbgm.workspace import Workspace
@@ -22,6 +23,50 @@ class MalformedReplyError(Exception):
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 _litellm_lock = threading.Lock()
+
+# Where litellm sends a route's chat requests when it is given no api_base: the first of these
+# environment variables that is set, else its built-in default (read from litellm 1.110's main.py,
+# litellm_core_utils/get_llm_provider_logic.py and llms/<provider>/). dialbgm resolves the same
+# chain, keys the result and passes it explicitly, so what is keyed is what is sent. A route not
+# listed here must be given an api_base: its variables are unknown, so its destination would be.
+BASE_URL_VARIABLES: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "custom_openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "text-completion-openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "gemini": ("GEMINI_API_BASE",),
+    "anthropic": ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"),
+    "azure": ("AZURE_API_BASE",),
+    "dashscope": ("DASHSCOPE_API_BASE",),
+    "deepseek": ("DEEPSEEK_API_BASE",),
+    "groq": ("GROQ_API_BASE",),
+    "hosted_vllm": ("HOSTED_VLLM_API_BASE",),
+    "lm_studio": ("LM_STUDIO_API_BASE",),
+    "mistral": ("MISTRAL_API_BASE",),
+    "ollama": ("OLLAMA_API_BASE",),
+    "ollama_chat": ("OLLAMA_API_BASE",),
+    "openrouter": ("OPENROUTER_API_BASE",),
+    "together_ai": ("TOGETHER_AI_API_BASE",),
+    "xai": ("XAI_API_BASE",),
+}
+
+
+def base_url_from_environment(provider: ProviderConfig, model: str) -> str | None:
+    """The base URL litellm would take from the environment for this route (None: its default)."""
+    route = provider.route or (model.partition("/")[0] if "/" in model else "")
+    if not route:
+        raise ConfigError(
+            f"provider {provider.name!r} names no litellm route and the model {model!r} no route prefix, so litellm "
+            'would choose the provider (and where requests go) from the name; set route (e.g. route = "openai") '
+            "or api_base, so that the cache key names the destination"
+        )
+    variables = BASE_URL_VARIABLES.get(route)
+    if variables is None:
+        raise ConfigError(
+            f"provider {provider.name!r}: dialbgm does not know which environment variables litellm's route "
+            f"{route!r} reads for its base URL, so the cache key could not name where requests go; set api_base "
+            f"(in the provider or the judge) to its endpoint (routes known: {', '.join(sorted(BASE_URL_VARIABLES))})"
+        )
+    return next((os.environ[v] for v in variables if os.environ.get(v)), None)
 
 
 def import_litellm() -> Any:
@@ -82,7 +127,12 @@ class LiteLLMBackend:
             self.api_base: str | None = None
         else:
             self.identity = {}
-            self.api_base = judge.api_base or provider.effective_api_base()
+            self.api_base = (
+                judge.api_base or provider.effective_api_base() or base_url_from_environment(provider, self.model)
+            )
+        revision = judge.model_revision or provider.model_revision
+        if revision:  # absent when unset, so that the keys of unrevised models stay what they were
+            self.identity = {**self.identity, "model_revision": revision}
         self.params = self._sent_params()
         self._audio_root = ws.audio_dir
         self.check()
@@ -207,7 +257,7 @@ class LiteLLMBackend:
                 return acc.response()
             return _from_completion(litellm.completion(**kwargs))
         except Exception as e:  # litellm raises many types; classify them once, here
-            raise classify(e) from e
+            raise classify(e, _secrets(kwargs)) from e
 
     async def acomplete(self, request: Request) -> Response:
         """The same call on litellm's async client, so one process keeps many requests in flight."""
@@ -226,12 +276,26 @@ class LiteLLMBackend:
                 return acc.response()
             return _from_completion(await litellm.acompletion(**kwargs))
         except Exception as e:
-            raise classify(e) from e
+            raise classify(e, _secrets(kwargs)) from e
 
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _secrets(kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """What was sent that an error message must not repeat (the key, as litellm or a server may echo it)."""
+    key = kwargs.get("api_key")
+    return (key,) if isinstance(key, str) and len(key) >= 8 else ()
+
+
+def _reported_model(obj: Any) -> str | None:
+    """The model name the provider's reply gave. litellm keeps it in hidden params (a streamed
+    chunk's ``model`` is the name asked for); a plain reply's ``model`` is the reply's own."""
+    hidden = getattr(obj, "_hidden_params", None)
+    served = hidden.get("provider_response_model") if isinstance(hidden, dict) else None
+    return served if isinstance(served, str) and served else None
 
 
 class _StreamAccumulator:
@@ -245,7 +309,7 @@ class _StreamAccumulator:
         self.logprobs: list[dict[str, Any]] = []
 
     def add(self, chunk: Any) -> None:
-        self.model = getattr(chunk, "model", None) or self.model
+        self.model = _reported_model(chunk) or self.model
         for choice in getattr(chunk, "choices", None) or []:
             delta = getattr(choice, "delta", None)
             if delta is not None and getattr(delta, "content", None):
@@ -293,17 +357,21 @@ def _from_completion(resp: Any) -> Response:
         raise MalformedReplyError("the reply has no choices")
     choice = resp.choices[0]
     content = choice.message.content or ""
+    model = getattr(resp, "model", None)
     return Response(
         content,
         choice.finish_reason,
-        getattr(resp, "model", None),
+        _reported_model(resp) or (model if isinstance(model, str) else None),
         _usage(resp.usage),
         _token_logprobs(getattr(choice, "logprobs", None)),
     )
 
 
-def classify(e: Exception) -> Exception:
-    """litellm/httpx/openai exception → RetryableError (with Retry-After) or PermanentError."""
+def classify(e: Exception, secrets: Sequence[str] = ()) -> Exception:
+    """litellm/httpx/openai exception → RetryableError (with Retry-After) or PermanentError.
+
+    The message is recorded (units.jsonl, journal): URL credentials and secret query parameters
+    in it, and the ``secrets`` sent, are redacted."""
     name = type(e).__name__
     status = getattr(e, "status_code", None)
     retry_after = None
@@ -316,7 +384,7 @@ def classify(e: Exception) -> Exception:
                 retry_after = None
             if retry_after is not None:
                 break
-    message = f"{name}{f' (HTTP {status})' if isinstance(status, int) else ''}: {str(e)[:500]}"
+    message = f"{name}{f' (HTTP {status})' if isinstance(status, int) else ''}: {redact_text(str(e), secrets)[:500]}"
     transient_names = (
         "Timeout",
         "APIConnectionError",
