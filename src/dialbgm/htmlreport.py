@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dialbgm.compare import CellData, load_folder, pair_taus
+from dialbgm.compare import CellData, data_warning, load_folder, pair_taus
 from dialbgm.metrics import METRICS
 
 LABELS = {
@@ -170,14 +170,17 @@ def interval_svg(metric: str, rows: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- disagreement items
 
 
-def disagreements(a: CellData, b: CellData | None, n: int = N_DISAGREE) -> list[tuple[str, float]]:
+def disagreements(
+    a: CellData, b: CellData | None, n: int = N_DISAGREE, *, by_content: bool = False
+) -> list[tuple[str, float]]:
     """The items on which two cells (or a cell and the human ranks) agree least, by per-item tau-b."""
-    from dialbgm.compare import _sign_vectors
+    from dialbgm.compare import _only, _sign_vectors, pairable
 
     if b is None:
         taus = {i: float(r["metrics"]["kendall_tau_b"]) for i, r in a.ok_items.items()}
     else:
-        taus = pair_taus(_sign_vectors(a), _sign_vectors(b))
+        allowed = pairable(a, b, by_content=by_content)
+        taus = pair_taus(_only(_sign_vectors(a), allowed), _only(_sign_vectors(b), allowed))
     return sorted(taus.items(), key=lambda kv: (kv[1], kv[0]))[:n]
 
 
@@ -189,9 +192,11 @@ def _dataset_for(cell: CellData) -> Any:
     if not path:
         return None
     try:
-        return load_dataset(Path(path))
+        ds = load_dataset(Path(path))
     except (DialbgmError, OSError):
         return None
+    # A file edited since the run would show other dialogues and captions beside its scores.
+    return ds if ds.sha256 == cell.data_sha256 else None
 
 
 def _replies(cell: CellData, item_id: str) -> list[dict[str, Any]]:
@@ -386,9 +391,11 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
     a, b = by_id[a_id], (by_id[b_id] if b_id else None)
     dataset = _dataset_for(a)
     ag = result["agreement"]
+    warning = data_warning(result.get("data") or [])
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">data: {_e(data)} · cells: {len(cells)} · folder: {_e(result["folder"])}</p>',
+        f'<p class="note"><strong>Note:</strong> {_e(warning)}.</p>' if warning else "",
         '<h2 id="leaderboard">Leaderboard</h2>',
         _leaderboard_html(result["leaderboard"], baseline),
         '<p class="note">Mean over scored items with a 95% percentile bootstrap interval; an item with any '
@@ -410,7 +417,10 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         '<h2 id="cost">Cost</h2>',
         _cost_html(result["cost"], result["prices"]),
         f'<h2 id="items">Items where {_e(a_id)} and {_e(b_id or "the human ranks")} disagree most</h2>',
-        *(_item_html(i, t, a, b, dataset) for i, t in disagreements(a, b)),
+        *(
+            _item_html(i, t, a, b, dataset)
+            for i, t in disagreements(a, b, by_content=bool(result.get("pair_by_content")))
+        ),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -430,6 +440,9 @@ def render_md(result: dict[str, Any]) -> str:
     lines = [f"# {'Experiment ' + spec['name'] if spec else 'Run ' + result['leaderboard'][0]['cell_id']}", ""]
     if spec:
         lines += [f"Data: `{spec['data']['path']}`; {len(spec['cells'])} cells.", ""]
+    warning = data_warning(result.get("data") or [])
+    if warning:
+        lines += [f"**Note:** {_md(warning)}.", ""]
     lines += [
         "## Leaderboard",
         "",
@@ -521,16 +534,35 @@ def render_md(result: dict[str, Any]) -> str:
 
 
 def write_report(
-    path: Path, *, ws: Any = None, pair: tuple[str, str] | None = None, n_flips: int = 10_000
+    path: Path,
+    *,
+    ws: Any = None,
+    pair: tuple[str, str] | None = None,
+    n_flips: int = 10_000,
+    by_content: bool = False,
 ) -> tuple[Path, Path]:
+    html_path, md_path, _ = write_report_checked(path, ws=ws, pair=pair, n_flips=n_flips, by_content=by_content)
+    return html_path, md_path
+
+
+def write_report_checked(
+    path: Path,
+    *,
+    ws: Any = None,
+    pair: tuple[str, str] | None = None,
+    n_flips: int = 10_000,
+    by_content: bool = False,
+) -> tuple[Path, Path, str | None]:
+    """:func:`write_report`, plus the warning the report carries when a data file is gone or
+    changed since the run (None when every data file is the one the run read)."""
     from dialbgm.compare import analyse_cells
 
     spec, cells = load_folder(path)
-    result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips)
+    result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips, by_content=by_content)
     html_path, md_path = path / "report.html", path / "report.md"
     _write_text(html_path, render_html(result, cells, pair))
     _write_text(md_path, render_md(result))
-    return html_path, md_path
+    return html_path, md_path, data_warning(result["data"])
 
 
 def _write_text(path: Path, text: str) -> None:
