@@ -416,7 +416,8 @@ def test_report_refuses_cells_run_on_different_data_files(workspace: Workspace, 
     assert "different data files" in result.output
     result = cli.invoke(exp_app, ["report", str(exp.out_dir(workspace)), "--pair-by-content"])
     assert result.exit_code == 0, result.output
-    assert (exp.out_dir(workspace) / "report.html").exists()
+    md = (exp.out_dir(workspace) / "report.md").read_text()
+    assert "compared on the 5 item(s) whose content is identical" in md and "1 item(s) with the same id" in md
 
 
 def test_report_says_when_the_data_file_changed_since_the_run(workspace: Workspace, tmp_path: Path) -> None:

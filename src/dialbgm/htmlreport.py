@@ -245,6 +245,20 @@ def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, datase
     return "".join(out)
 
 
+def pairing_notes(comparisons: list[dict[str, Any]]) -> list[str]:
+    """One sentence per comparison of cells that read different data files (``--pair-by-content``)."""
+    out = []
+    for c in comparisons:
+        p = c.get("pairing") or {}
+        if p.get("by") == "identical item content":
+            out.append(
+                f"{c['a']} and {c['b']} read different data files: compared on the {p['n_identical']} item(s) whose "
+                f"content is identical in both; {p['n_same_id_different_content']} item(s) with the same id but "
+                "other content left out."
+            )
+    return out
+
+
 # ---------------------------------------------------------------- HTML
 
 
@@ -408,6 +422,7 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         '</div><p class="note">Dots: means; bars: 95% intervals; dashed line: chance.</p>',
         '<h2 id="paired">Paired comparisons</h2>',
         _comparisons_html(result["comparisons"], result["family"]),
+        *(f'<p class="note">{_e(n)}</p>' for n in pairing_notes(result["comparisons"])),
         '<h2 id="agreement">Judge agreement</h2>',
         heatmap_svg(ag["cells"], ag["mean_kendall_tau_b"], ag["n_items"]),
         _agreement_table(ag),
@@ -469,6 +484,7 @@ def render_md(result: dict[str, Any]) -> str:
             "",
             f"{fam['test']}; {fam['interval']}; {fam['method']} ({fam['n_tests']} tests, alpha {fam['alpha']}). "
             "Only items scored by both cells enter a comparison.",
+            *(f"\n{_md(n)}" for n in pairing_notes(result["comparisons"])),
             "",
             "| A | B | n common | lost A/B | metric | B − A [95% CI] | p | p Holm | MDD80 |",
             "|---|---|---|---|---|---|---|---|---|",

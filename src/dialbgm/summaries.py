@@ -221,13 +221,3 @@ def plan_summaries(ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, use_c
         finally:
             cache.close()
     return plan
-
-
-def fill_summaries(
-    ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, allow_calls: bool, use_cache: bool = True
-) -> tuple[Dataset, list[dict[str, Any]]]:
-    """The dataset with every item's summary present, and one record per item saying where it came from."""
-    plan = plan_summaries(ws, dataset, judge, use_cache=use_cache)
-    if allow_calls:
-        plan.generate(ws)
-    return plan.apply(dataset)
