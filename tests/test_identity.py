@@ -346,6 +346,33 @@ def test_retry_status_is_checked(workspace: Workspace, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--resume" in result.output
 
 
+def test_a_cell_run_again_by_compare_keeps_the_re_asked_attempts(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new release is stood in for by raising ``dialbgm.__version__`` (see above)."""
+    import dialbgm
+
+    script, asked = scripted_failures({"s002": Reply("no idea")})
+    with ScriptedOpenAIServer(script) as server:
+        path = write_experiment(workspace, llm_cells(server.base_url).replace("cot = [false, true]", "cot = [false]"))
+        exp = load_experiment(workspace, path)
+        run_cells(workspace, exp)
+        cell = exp.out_dir(workspace) / exp.cells[0].cell_id
+        assert json.loads((cell / "metrics.json").read_text())["failed_by_status"] == {"parse_error": 1}
+        result = cli.invoke(main_app, eval_args(cell, "--retry-status", "parse_error"))
+        assert result.exit_code == 0, result.output
+        assert run_cells(workspace, exp)[0].get("reused")
+        calls = len(server.requests)
+
+        monkeypatch.setattr(dialbgm, "__version__", dialbgm.__version__ + "+next")
+        run = run_cells(workspace, exp)[0]
+        assert not run.get("reused") and len(server.requests) == calls and asked["s002"] == 2
+    unit = next(r for r in rows(cell / "units.jsonl") if r["item_id"] == "s002")
+    assert unit["status"] == "ok" and unit["attempt"] == 1
+    assert [h["status"] for h in unit["attempts_history"]] == ["parse_error"]
+    assert json.loads((cell / "metrics.json").read_text())["n_failed"] == 0
+
+
 # ---------------------------------------------------------------- item 18: pairing only the same items
 
 

@@ -509,6 +509,7 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
             limit=cell.limit,
             overrides=cell.overrides,
             force=True,
+            carried_attempts=_reasked(out, state.identity),
         )
         counts = result.manifest["counts"]
         rows.append(
@@ -521,6 +522,30 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
             }
         )
     return rows
+
+
+def _reasked(run_dir: Path, identity: Any) -> dict[str, int]:
+    """The units a finished run in ``run_dir`` asked again (``eval --resume --retry-status``), when
+    it had this config and these models: unit id → attempt. Running the cell again keeps them."""
+    try:
+        manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    recorded = manifest.get("identity") or {}
+    if recorded.get("config_hash") != identity.config_hash or recorded.get("model") != identity.model:
+        return {}
+    out: dict[str, int] = {}
+    try:
+        with (run_dir / "units.jsonl").open(encoding="utf-8") as f:
+            for line in f:
+                if '"attempt"' not in line:  # most rows: no need to parse them
+                    continue
+                row = json.loads(line)
+                if isinstance(row.get("attempt"), int):
+                    out[str(row["unit_id"])] = row["attempt"]
+    except (OSError, ValueError):
+        return {}
+    return out
 
 
 def _plan_hash(run_dir: Path) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,6 +300,26 @@ def reask(prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool, stat
     return asked
 
 
+def carry_attempts(
+    prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool, attempts: Mapping[str, int]
+) -> None:
+    """Start the units that an earlier run of this very config asked again (unit id → attempt)
+    at that attempt, with the earlier replies the cache still holds as their history: running a
+    cell again must not bring back the failed replies its re-asks replaced."""
+    index = {u.unit_id: i for i, u in enumerate(prep.units)}
+    use = cache is not None and prep.backend.cacheable
+    for unit_id, attempt in attempts.items():
+        i = index.get(unit_id)
+        if i is None or attempt <= prep.attempts.get(i, 0) or prep.is_pending(i):
+            continue
+        while prep.attempts.get(i, 0) < attempt:
+            prep.set_attempt(i, prep.attempts.get(i, 0) + 1, spool.get(i) if spool.has(i) else None)
+            spool.discard(i)
+            hit = cache.get_key(prep.keys[i]) if use and cache is not None else None
+            if hit is not None:
+                spool.put(i, UnitOutcome(hit, True, None))
+
+
 def _history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any]:
     row = unit_row(prep, i, outcome)
     entry = {"attempt": prep.attempts.get(i, 0)}
@@ -487,11 +507,19 @@ def _retry_set(retry_failed: bool, retry_statuses: Collection[str]) -> set[str]:
 
 
 def _gather(
-    prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool, journal_dir: Path | None, statuses: set[str]
+    prep: Prepared,
+    cache: ResponseCache | None,
+    spool: OutcomeSpool,
+    journal_dir: Path | None,
+    statuses: set[str],
+    carried: Mapping[str, int] | None = None,
 ) -> tuple[list[int], int]:
     """Fill ``spool`` from the cache and (resuming) the run's journal, give the failed replies in
     ``statuses`` a new attempt; return the units still to call and how many the journal answered."""
     misses = lookup(prep, cache, spool)
+    if carried:
+        carry_attempts(prep, cache, spool, carried)
+        misses = [i for i in range(len(prep.units)) if not spool.has(i)]
     answered: set[int] = set()
     if journal_dir is not None:
         answered = _replay(prep, journal_dir, spool, set(misses), "transport_error" in statuses)
@@ -514,13 +542,15 @@ def run_eval(
     resume: Path | None = None,
     retry_failed: bool = False,
     retry_statuses: Collection[str] = (),
+    carried_attempts: Mapping[str, int] | None = None,
 ) -> RunResult:
     """Evaluate one judge on one data file; or, with ``resume``, finish an interrupted run.
 
     ``retry_failed`` (with ``resume``) calls again the units that ended ``transport_error``;
     ``retry_statuses`` names the statuses to ask again, among :data:`RETRY_STATUSES`: a reply that
     arrived but failed (``parse_error``, ``truncated``, ``refused``) is asked again as a new
-    attempt (see :func:`reask`).
+    attempt (see :func:`reask`). ``carried_attempts`` starts units at the attempts an earlier run
+    of the same config reached (see :func:`carry_attempts`).
     """
     statuses = _retry_set(retry_failed, retry_statuses)
     started = utc_now()
@@ -578,7 +608,9 @@ def run_eval(
     # On the workspace's disk: /tmp may be memory (tmpfs), which would defeat the spool.
     spool = OutcomeSpool(len(prep.units), directory=ws.root)
     try:
-        misses, resumed = _gather(prep, cache, spool, out_dir if resume is not None else None, statuses)
+        misses, resumed = _gather(
+            prep, cache, spool, out_dir if resume is not None else None, statuses, carried_attempts
+        )
         check_can_call(prep, misses)
         if resume is None:
             prepare_out_dir(out_dir, force)
@@ -590,7 +622,9 @@ def run_eval(
             prep = plan(prep.pending_summaries)
             spool.close()
             spool = OutcomeSpool(len(prep.units), directory=ws.root)
-            misses, resumed = _gather(prep, cache, spool, out_dir if resume is not None else None, statuses)
+            misses, resumed = _gather(
+                prep, cache, spool, out_dir if resume is not None else None, statuses, carried_attempts
+            )
             check_can_call(prep, misses)
         if resume is None:
             write_plan(
