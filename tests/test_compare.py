@@ -30,8 +30,10 @@ def fake_run(
     kind: str = "litellm",
     usage: dict[str, int] | None = None,
     cache_hit: bool = False,
+    data_sha256: str = "d" * 64,
 ) -> Path:
-    """A run folder as the runner writes it, with the given per-item scores (None = a failed item)."""
+    """A run folder as the runner writes it, with the given per-item scores (None = a failed item);
+    every such run read the same data file unless ``data_sha256`` says otherwise."""
     path.mkdir(parents=True)
     items, units = [], []
     for item_id, s in scores.items():
@@ -66,7 +68,7 @@ def fake_run(
     )
     manifest = {
         "config": {"judge": {"name": path.name, "model": model}, "provider": {"kind": kind}},
-        "dataset": {"path": "/nonexistent.jsonl"},
+        "dataset": {"path": "/nonexistent.jsonl", "sha256": data_sha256},
     }
     (path / "manifest.json").write_text(json.dumps(manifest))
     (path / "metrics.json").write_text(json.dumps(metrics))

@@ -62,6 +62,15 @@ def eval_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="With --resume: call again the units that ended transport_error.")
     ] = False,
+    retry_status: Annotated[
+        str | None,
+        typer.Option(
+            "--retry-status",
+            help="With --resume: ask again the units that ended with these statuses (comma-separated among "
+            "transport_error, parse_error, truncated, refused; or all), each as a new attempt that keeps the "
+            "first reply.",
+        ),
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Calls in flight at once (overrides the provider).")] = None,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute (overrides the provider).")] = None,
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute (overrides the provider).")] = None,
@@ -101,6 +110,7 @@ def eval_cmd(
                 provider_overrides={"concurrency": concurrency, "rpm": rpm, "tpm": tpm},
                 resume=resume,
                 retry_failed=retry_failed,
+                retry_statuses=[s.strip() for s in retry_status.split(",") if s.strip()] if retry_status else (),
             )
     except DialbgmError as e:
         _fail(e)

@@ -35,6 +35,7 @@ def _console() -> Any:
 
 
 def _print_plans(plans: list[Any], prices_label: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="dry run: nothing will be called")
@@ -44,7 +45,7 @@ def _print_plans(plans: list[Any], prices_label: str) -> None:
         t.add_column(col, justify="right")
     for p in plans:
         t.add_row(
-            p.cell_id,
+            escape(p.cell_id + (" (finished: reused)" if p.reused else "")),
             p.model or p.provider_kind,
             str(p.calls),
             str(p.cached),
@@ -63,7 +64,9 @@ def _print_plans(plans: list[Any], prices_label: str) -> None:
     console.print(
         "prompt tokens = characters / 4 of the uncached requests (an estimate, not a tokenizer count); "
         f"cost = that input plus every reply at its max_tokens cap (an upper bound), {prices_label}. "
-        "Offline judges (random, embedding, local) cost 0; random is computed, never cached or called."
+        "Offline judges (random, embedding, local) cost 0; random is computed, never cached or called. "
+        "A (summaries) row counts the summaries a cell's summarizer writes first (once for all cells), and "
+        "that cell's prompts count each unwritten summary at the summarizer's max_tokens."
     )
 
 
@@ -172,10 +175,17 @@ def report_cmd(
         tuple[str, str] | None,
         typer.Option("--pair", help="The two cells whose disagreements to show (default: the first comparison)."),
     ] = None,
+    pair_by_content: Annotated[
+        bool,
+        typer.Option(
+            "--pair-by-content",
+            help="Cells run on different data files: compare only the items whose content is identical in both.",
+        ),
+    ] = False,
 ) -> None:
     """Write report.html (self-contained) and report.md into the folder, from its files alone."""
     from dialbgm.errors import DialbgmError, ResultsError
-    from dialbgm.htmlreport import write_report
+    from dialbgm.htmlreport import write_report_checked
     from dialbgm.workspace import find_workspace
 
     try:
@@ -184,12 +194,14 @@ def report_cmd(
         except DialbgmError:
             ws = None  # prices then come from the installed checkout, if any
         try:
-            html_path, md_path = write_report(folder, ws=ws, pair=pair)
+            html_path, md_path, warning = write_report_checked(folder, ws=ws, pair=pair, by_content=pair_by_content)
         except KeyError as e:
             raise ResultsError(f"--pair: {e.args[0]!r} is not a cell of {folder}") from None
     except DialbgmError as e:
         _fail(e)
         return
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"wrote {html_path}\nwrote {md_path}")
 
 
@@ -198,13 +210,20 @@ def diff_cmd(
     run_b: Annotated[Path, typer.Argument(help="The later run folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
     show: Annotated[int, typer.Option(help="Flipped items to list.", min=0)] = 20,
+    pair_by_content: Annotated[
+        bool,
+        typer.Option(
+            "--pair-by-content",
+            help="Runs on different data files: compare only the items whose content is identical in both.",
+        ),
+    ] = False,
 ) -> None:
     """What changed between two runs: flipped top choices, metric movements, and whether they are significant."""
     from dialbgm.compare import diff_runs
     from dialbgm.errors import DialbgmError
 
     try:
-        d = diff_runs(run_a, run_b)
+        d = diff_runs(run_a, run_b, by_content=pair_by_content)
     except DialbgmError as e:
         _fail(e)
         return
@@ -218,6 +237,12 @@ def diff_cmd(
 
     c = d["comparison"]
     console = _console()
+    pairing = c["pairing"]
+    if pairing["by"] != "same data file":
+        console.print(
+            f"different data files: paired on the {pairing['n_identical']} item(s) whose content is identical in "
+            f"both; {pairing['n_same_id_different_content']} item(s) with the same id but other content left out"
+        )
     console.print(
         f"A = {run_a}\nB = {run_b}\ncommon scored items: {c['n_common']} (lost by A: {c['lost_by_a']}, "
         f"lost by B: {c['lost_by_b']})\ntop choice flipped on {d['n_flipped']} of {c['n_common']} items"

@@ -19,16 +19,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from dialbgm.errors import ResultsError
+from dialbgm.errors import DialbgmError, ResultsError
 from dialbgm.metrics import METRICS, n_groups
 
 ALPHA = 0.05
 PARSE_STATUSES = ("parse_error", "truncated", "refused")
 COMPARISON_FILE = "comparison.json"
+_V = TypeVar("_V")
 RUN_FILES = ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json")
 """What a comparison reads from a run folder (a run may hold more files; these are the ones needed)."""
 
@@ -56,6 +57,71 @@ class CellData:
     @property
     def judge(self) -> str:
         return str(self.manifest["config"]["judge"]["name"])
+
+    @property
+    def data_sha256(self) -> str | None:
+        value = (self.manifest.get("dataset") or {}).get("sha256")
+        return value if isinstance(value, str) else None
+
+    def item_hashes(self) -> dict[str, str]:
+        """Each item's content hash: from items.jsonl, or (a run from before they were recorded)
+        from its data file, if that file is still the one the run read."""
+        rows = self.items.values()
+        if all(isinstance(r.get("item_sha256"), str) for r in rows):
+            return {k: str(r["item_sha256"]) for k, r in self.items.items()}
+        from dialbgm.data import load_dataset
+        from dialbgm.errors import DialbgmError
+        from dialbgm.identity import item_sha256
+
+        path = (self.manifest.get("dataset") or {}).get("path")
+        try:
+            ds = load_dataset(Path(path)) if path else None
+        except DialbgmError:
+            ds = None
+        if ds is None or ds.sha256 != self.data_sha256:
+            raise ResultsError(
+                f"{self.path}: cannot compare its items by content: its items.jsonl predates per-item hashes "
+                f"and its data file {path} is gone or changed since the run"
+            )
+        return {i.id: item_sha256(i) for i in ds}
+
+
+def pairable(a: CellData, b: CellData, *, by_content: bool = False) -> set[str] | None:
+    """The item ids on which two runs may be paired: None (every id) when both read the same data
+    file; with ``by_content``, the ids whose content is identical in both; otherwise a refusal.
+
+    Pairing by id alone would compare different items as if they were the same whenever the two
+    runs read different data files.
+    """
+    sa, sb = a.data_sha256, b.data_sha256
+    if sa is not None and sa == sb:
+        return None
+    if not by_content:
+        what = (
+            f"were run on different data files (sha256 {str(sa)[:12]} vs {str(sb)[:12]})"
+            if sa and sb
+            else "do not both record their data file's sha256"
+        )
+        raise ResultsError(
+            f"{a.path} and {b.path} {what}: an item id need not be the same item in both, so they are not "
+            "paired by id. Run both on one data file, or pass --pair-by-content to compare only the items "
+            "whose content is identical in both."
+        )
+    ha, hb = a.item_hashes(), b.item_hashes()
+    return {i for i, h in ha.items() if hb.get(i) == h}
+
+
+def pairing_note(a: CellData, b: CellData, allowed: set[str] | None) -> dict[str, Any]:
+    """How two runs were paired, for the output: same data file, or by content with counts."""
+    if allowed is None:
+        return {"by": "same data file", "data_sha256": a.data_sha256}
+    shared = set(a.items) & set(b.items)
+    return {
+        "by": "identical item content",
+        "data_sha256": [a.data_sha256, b.data_sha256],
+        "n_identical": len(shared & allowed),
+        "n_same_id_different_content": len(shared - allowed),
+    }
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -143,12 +209,21 @@ def leaderboard(cells: list[CellData]) -> list[dict[str, Any]]:
 
 
 def compare_pair(
-    a: CellData, b: CellData, *, n_flips: int = 10_000, n_resamples: int = 2000, seed: int = 0
+    a: CellData,
+    b: CellData,
+    *,
+    n_flips: int = 10_000,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    by_content: bool = False,
 ) -> dict[str, Any]:
-    """B minus A on the items both scored; p-values unadjusted (see :func:`adjust_family`)."""
+    """B minus A on the items both scored; p-values unadjusted (see :func:`adjust_family`).
+
+    Items are paired by id only when both runs read the same data file (see :func:`pairable`)."""
     from dialbgm.stats import paired_compare
 
-    ok_a, ok_b = a.ok_items, b.ok_items
+    allowed = pairable(a, b, by_content=by_content)
+    ok_a, ok_b = _only(a.ok_items, allowed), _only(b.ok_items, allowed)
     common = [i for i in ok_a if i in ok_b]
     cols_a = [[ok_a[i]["metrics"][m] for i in common] for m in METRICS]
     cols_b = [[ok_b[i]["metrics"][m] for i in common] for m in METRICS]
@@ -184,6 +259,7 @@ def compare_pair(
         # Items one side scored but the other lost (failed or not evaluated): excluded from the test.
         "lost_by_a": sum(1 for i in ok_b if i not in ok_a),
         "lost_by_b": sum(1 for i in ok_a if i not in ok_b),
+        "pairing": pairing_note(a, b, allowed),
         "metrics": out_metrics,
     }
     g = n_groups(groups)
@@ -207,6 +283,10 @@ def _common_groups(a: CellData, b: CellData, common: list[str]) -> list[str | No
             )
         groups.append(ga)
     return groups
+
+
+def _only(items: dict[str, _V], allowed: set[str] | None) -> dict[str, _V]:
+    return items if allowed is None else {k: r for k, r in items.items() if k in allowed}
 
 
 def _f(x: float | None) -> float | None:
@@ -292,7 +372,7 @@ def pair_taus(sa: dict[str, np.ndarray], sb: dict[str, np.ndarray]) -> dict[str,
     return out
 
 
-def agreement(cells: list[CellData]) -> dict[str, Any]:
+def agreement(cells: list[CellData], *, by_content: bool = False) -> dict[str, Any]:
     names = [c.cell_id for c in cells] + ["human"]
     k = len(cells)
     mean = [[math.nan] * (k + 1) for _ in range(k + 1)]
@@ -307,7 +387,8 @@ def agreement(cells: list[CellData]) -> dict[str, Any]:
     mean[k][k] = 1.0
     count[k][k] = max((int(c.metrics["n_total"]) for c in cells), default=0)
     for a, b in combinations(range(k), 2):
-        taus = pair_taus(signs[a], signs[b])
+        allowed = pairable(cells[a], cells[b], by_content=by_content)
+        taus = pair_taus(_only(signs[a], allowed), _only(signs[b], allowed))
         mean[a][b] = mean[b][a] = float(np.mean(list(taus.values()))) if taus else math.nan
         count[a][b] = count[b][a] = len(taus)
     return {
@@ -330,10 +411,12 @@ def cost(cells: list[CellData], prices: Any) -> list[dict[str, Any]]:
         price = prices.lookup(cfg["provider"]["kind"], cfg["judge"].get("model", ""))
         tok: Counter[str] = Counter()
         for u in c.units:
-            usage = u.get("usage") or {}
-            where = "hit" if u.get("cache_hit") else "paid"
-            tok[f"{where}_in"] += int(usage.get("prompt_tokens") or 0)
-            tok[f"{where}_out"] += int(usage.get("completion_tokens") or 0)
+            # A unit asked again paid for its earlier replies too (they are kept in its history).
+            for reply in [u, *(u.get("attempts_history") or [])]:
+                usage = reply.get("usage") or {}
+                where = "hit" if reply.get("cache_hit") else "paid"
+                tok[f"{where}_in"] += int(usage.get("prompt_tokens") or 0)
+                tok[f"{where}_out"] += int(usage.get("completion_tokens") or 0)
         row: dict[str, Any] = {
             "cell_id": c.cell_id,
             "model": cfg["judge"].get("model") or cfg["provider"]["kind"],
@@ -357,11 +440,19 @@ def cost(cells: list[CellData], prices: Any) -> list[dict[str, Any]]:
 
 
 def analyse(
-    path: Path, *, ws: Any = None, n_flips: int = 10_000, n_resamples: int = 2000, seed: int = 0
+    path: Path,
+    *,
+    ws: Any = None,
+    n_flips: int = 10_000,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    by_content: bool = False,
 ) -> dict[str, Any]:
     """The full comparison of an experiment (or one run) folder, as a JSON-ready dict."""
     spec, cells = load_folder(path)
-    return analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips, n_resamples=n_resamples, seed=seed)
+    return analyse_cells(
+        path, spec, cells, ws=ws, n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content
+    )
 
 
 def analyse_cells(
@@ -373,12 +464,16 @@ def analyse_cells(
     n_flips: int = 10_000,
     n_resamples: int = 2000,
     seed: int = 0,
+    by_content: bool = False,
 ) -> dict[str, Any]:
     from dialbgm.prices import PriceTable, load_prices
 
     by_id = {c.cell_id: c for c in cells}
     pairs = [tuple(p) for p in spec["comparisons"]] if spec else []
-    comps = [compare_pair(by_id[a], by_id[b], n_flips=n_flips, n_resamples=n_resamples, seed=seed) for a, b in pairs]
+    comps = [
+        compare_pair(by_id[a], by_id[b], n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content)
+        for a, b in pairs
+    ]
     family = adjust_family(comps)
     prices = load_prices(ws) if ws is not None else PriceTable("none", "-", None)
     return {
@@ -387,11 +482,51 @@ def analyse_cells(
         "leaderboard": leaderboard(cells),
         "comparisons": comps,
         "family": family,
-        "agreement": agreement(cells),
+        "agreement": agreement(cells, by_content=by_content),
+        "data": data_files(cells),
+        "pair_by_content": by_content,
         "bias": bias_table(cells),
         "cost": cost(cells, prices),
         "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
     }
+
+
+def data_files(cells: list[CellData]) -> list[dict[str, Any]]:
+    """Each data file the cells read, and whether it is still the file they read: a report shows
+    dialogues and captions from it only while its sha256 is the one recorded."""
+    from dialbgm.identity import file_sha256
+
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in cells:
+        ds = c.manifest.get("dataset") or {}
+        key = (str(ds.get("path")), str(ds.get("sha256")))
+        if key in out:
+            out[key]["cells"].append(c.cell_id)
+            continue
+        try:
+            now: str | None = file_sha256(Path(key[0]))
+        except DialbgmError:
+            now = None
+        status = "missing" if now is None else ("unchanged" if now == key[1] else "changed")
+        out[key] = {"path": key[0], "sha256": key[1], "sha256_now": now, "status": status, "cells": [c.cell_id]}
+    return list(out.values())
+
+
+def data_warning(files: list[dict[str, Any]]) -> str | None:
+    """A sentence for the user when a data file is gone or changed since the run, else None."""
+    bad = [f for f in files if f["status"] != "unchanged"]
+    if not bad:
+        return None
+    return "; ".join(
+        f"the data file {f['path']} "
+        + (
+            "is gone"
+            if f["status"] == "missing"
+            else f"changed since the run (sha256 {f['sha256'][:12]} then, {str(f['sha256_now'])[:12]} now)"
+        )
+        + ": the report's metrics come from the run folder, but its dialogues and captions are not shown"
+        for f in bad
+    )
 
 
 def bias_table(cells: list[CellData]) -> list[dict[str, Any]]:
@@ -440,10 +575,16 @@ def top_choice(scores: dict[str, float]) -> tuple[str, ...]:
     return tuple(sorted(c for c, s in scores.items() if s == best))
 
 
-def diff_runs(run_a: Path, run_b: Path, *, n_flips: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """What changed from run A to run B: flipped top choices, metric movements and their tests."""
+def diff_runs(
+    run_a: Path, run_b: Path, *, n_flips: int = 10_000, seed: int = 0, by_content: bool = False
+) -> dict[str, Any]:
+    """What changed from run A to run B: flipped top choices, metric movements and their tests.
+
+    The runs must have read the same data file; with ``by_content``, only the items whose content
+    is identical in both are compared (see :func:`pairable`)."""
     a, b = load_run(run_a, "A"), load_run(run_b, "B")
-    ok_a, ok_b = a.ok_items, b.ok_items
+    allowed = pairable(a, b, by_content=by_content)
+    ok_a, ok_b = _only(a.ok_items, allowed), _only(b.ok_items, allowed)
     flips = []
     for item_id in ok_a:
         if item_id not in ok_b:
@@ -461,7 +602,7 @@ def diff_runs(run_a: Path, run_b: Path, *, n_flips: int = 10_000, seed: int = 0)
                     "hit_at_1_b": ok_b[item_id]["metrics"]["hit_at_1"],
                 }
             )
-    comp = compare_pair(a, b, n_flips=n_flips, seed=seed)
+    comp = compare_pair(a, b, n_flips=n_flips, seed=seed, by_content=by_content)
     family = adjust_family([comp])
     return {
         "run_a": str(run_a),

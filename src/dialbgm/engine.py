@@ -152,7 +152,10 @@ def run_calls(
             if outcome.response is not None and store and cache is not None:
                 cache.put(request, outcome.response)
             if journal is not None:
-                journal.append(outcome.to_record(unit_id, request.cache_key()))
+                record = outcome.to_record(unit_id, request.cache_key())
+                if request.attempt:  # a re-ask: --resume must know which asking this record answers
+                    record["attempt"] = request.attempt
+                journal.append(record)
             on_outcome(i, outcome)
             made += 1
             progress.calls += 1

@@ -288,6 +288,11 @@ class CellPlan:
     price: Any
     """A :class:`dialbgm.prices.Price`, or None when the model has no price in the table."""
     audio_seconds_uncached: float = 0.0
+    part: str = "judge"
+    """``judge``: the cell's own calls; ``summaries``: the summaries its summarizer must write
+    first (its ``cell_id`` is then ``CELL (summaries)`` and ``judge`` the summarizer)."""
+    reused: bool = False
+    """A finished cell that ``compare`` reuses as it is: nothing to call, whatever the cache holds."""
 
     @property
     def uncached(self) -> int:
@@ -317,56 +322,113 @@ class CellPlan:
 
 
 def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
-    """What running each cell would cost, without calling anything."""
-    from dialbgm.audio_input import audio_seconds, text_chars
+    """What running each cell would cost, without calling anything: the same decisions as
+    :func:`run_cells` (a reusable cell calls nothing), and the summaries a cell's summarizer
+    must write first, each counted once however many cells need it."""
     from dialbgm.cache import ResponseCache
     from dialbgm.prices import load_prices
-    from dialbgm.runner import prepare
 
     prices = load_prices(ws)
+    states = [cell_state(ws, exp, cell) for cell in exp.cells]
     cache = ResponseCache(ws.cache_dir)
-    plans = []
+    plans: list[CellPlan] = []
+    summary_keys: set[str] = set()
     try:
-        for cell in exp.cells:
-            try:
-                prep = prepare(ws, cell.judge, exp.data_path, limit=cell.limit, overrides=cell.overrides)
-            except ConfigError as e:
-                raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
-            try:
-                cacheable = bool(prep.backend.cacheable)
-                cached = chars = 0
-                seconds = 0.0
-                calls = len(prep.units) if cacheable else 0
-                if cacheable:
-                    for i, key in enumerate(prep.keys):
-                        if cache.get_key(key) is not None:
-                            cached += 1
-                        else:
-                            messages = prep.request(i).messages
-                            chars += text_chars(messages)
-                            seconds += audio_seconds(messages)
-                params = prep.judge.params
-                cap = params.get("max_tokens", params.get("max_completion_tokens"))
-                plans.append(
-                    CellPlan(
-                        cell.cell_id,
-                        cell.judge,
-                        prep.judge.model,
-                        prep.provider.kind,
-                        calls,
-                        cached,
-                        cacheable,
-                        chars,
-                        cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
-                        prices.lookup(prep.provider.kind, prep.judge.model),
-                        seconds,
-                    )
-                )
-            finally:
-                prep.backend.close()
+        for cell, state in zip(exp.cells, states, strict=True):
+            if state.reusable is not None:
+                plans.append(_reused_plan(cell, state.reusable, prices))
+            else:
+                plans.extend(_cell_plans(ws, exp, cell, cache, prices, summary_keys))
     finally:
         cache.close()
     return plans
+
+
+def _reused_plan(cell: Cell, manifest: dict[str, Any], prices: Any) -> CellPlan:
+    cfg = manifest.get("config", {})
+    kind = str(cfg.get("provider", {}).get("kind", ""))
+    model = str(cfg.get("judge", {}).get("model", ""))
+    units = int(manifest.get("counts", {}).get("units", 0))
+    cacheable = kind != "random"
+    calls = units if cacheable else 0
+    return CellPlan(
+        cell.cell_id, cell.judge, model, kind, calls, calls, cacheable, 0, None, prices.lookup(kind, model), reused=True
+    )
+
+
+def _cell_plans(
+    ws: Workspace, exp: Experiment, cell: Cell, cache: Any, prices: Any, summary_keys: set[str]
+) -> list[CellPlan]:
+    from dialbgm.audio_input import audio_seconds, text_chars
+    from dialbgm.runner import prepare
+
+    try:
+        prep = prepare(ws, cell.judge, exp.data_path, limit=cell.limit, overrides=cell.overrides, defer_summaries=True)
+    except ConfigError as e:
+        raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
+    out: list[CellPlan] = []
+    try:
+        summaries = prep.pending_summaries
+        summary_cap = None
+        if summaries is not None and summaries.summarizer is not None and summaries.provider is not None:
+            sj, sp = summaries.summarizer, summaries.provider
+            summary_cap = _cap(sj.params)
+            todo = [k for k in summaries.todo if summaries.requests[k].cache_key() not in summary_keys]
+            summary_keys.update(summaries.requests[k].cache_key() for k in todo)
+            out.append(
+                CellPlan(
+                    f"{cell.cell_id} (summaries)",
+                    sj.name,
+                    sj.model,
+                    sp.kind,
+                    len(summaries.missing),
+                    len(summaries.missing) - len(todo),
+                    True,
+                    sum(text_chars(summaries.requests[k].messages) for k in todo),
+                    summary_cap,
+                    prices.lookup(sp.kind, sj.model),
+                    part="summaries",
+                )
+            )
+        cacheable = bool(prep.backend.cacheable)
+        cached = chars = 0
+        seconds = 0.0
+        calls = len(prep.units) if cacheable else 0
+        if cacheable:
+            for i, key in enumerate(prep.keys):
+                if not prep.is_pending(i) and cache.get_key(key) is not None:
+                    cached += 1
+                    continue
+                messages = prep.request(i).messages
+                chars += text_chars(messages)
+                seconds += audio_seconds(messages)
+                if prep.is_pending(i):
+                    # The summary is not written yet: count it at its length cap (an upper bound).
+                    chars += 4 * (summary_cap or 0)
+        out.append(
+            CellPlan(
+                cell.cell_id,
+                cell.judge,
+                prep.judge.model,
+                prep.provider.kind,
+                calls,
+                cached,
+                cacheable,
+                chars,
+                _cap(prep.judge.params),
+                prices.lookup(prep.provider.kind, prep.judge.model),
+                seconds,
+            )
+        )
+    finally:
+        prep.backend.close()
+    # The summaries come first: the table reads in the order things would be called.
+    return out
+
+
+def _cap(params: dict[str, Any]) -> int | None:
+    cap = params.get("max_tokens", params.get("max_completion_tokens"))
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) else None
 
 
 def budget_problem(plans: list[CellPlan], max_cost: float) -> str | None:
@@ -391,22 +453,52 @@ def budget_problem(plans: list[CellPlan], max_cost: float) -> str | None:
 CellProgress = Callable[[int, int, Cell], None]
 
 
+@dataclass
+class CellState:
+    """What ``compare`` will do with a cell, decided from its folder and :func:`run_identity`."""
+
+    identity: Any
+    """The cell's :class:`dialbgm.identity.RunIdentity` as it is now."""
+    reusable: dict[str, Any] | None
+    """The manifest of a finished run that is reused as it is, else None."""
+    interrupted: bool
+    """A plan and journal of this very config, without the final files: finished like --resume."""
+
+
+def cell_state(ws: Workspace, exp: Experiment, cell: Cell) -> CellState:
+    from dialbgm.identity import quick_identity
+
+    try:
+        identity = quick_identity(ws, cell.judge, exp.data_path, cell.limit, cell.overrides)
+    except ConfigError as e:
+        raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
+    out = exp.out_dir(ws) / cell.cell_id
+    reusable = _up_to_date(out, identity.results_hash)
+    interrupted = (
+        reusable is None
+        and (out / "plan.json").exists()
+        and not (out / "manifest.json").exists()
+        and _plan_hash(out) == identity.config_hash  # the cell as it is now, not as it was when interrupted
+    )
+    return CellState(identity, reusable, interrupted)
+
+
 def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
     """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
     from dialbgm.results import write_json
-    from dialbgm.runner import quick_config_hash, run_eval
+    from dialbgm.runner import run_eval
 
+    # Every cell's identity first: a cell whose files are broken fails before any other cell runs.
+    states = [cell_state(ws, exp, cell) for cell in exp.cells]
     root = exp.out_dir(ws)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / SPEC_FILE, exp.to_dict())
     rows = []
-    for k, cell in enumerate(exp.cells):
+    for k, (cell, state) in enumerate(zip(exp.cells, states, strict=True)):
         if progress:
             progress(k, len(exp.cells), cell)
         out = root / cell.cell_id
-        cell_hash = quick_config_hash(ws, cell.judge, exp.data_path, cell.limit, cell.overrides)
-        reused = _up_to_date(out, cell_hash)
-        if reused is not None:
+        if state.reusable is not None:
             rows.append(
                 {
                     "cell_id": cell.cell_id,
@@ -418,18 +510,14 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
                 }
             )
             continue
-        interrupted = (
-            (out / "plan.json").exists()
-            and not (out / "manifest.json").exists()
-            and _plan_hash(out) == cell_hash  # the cell as it is now, not as it was when interrupted
-        )
         result = None
-        if interrupted:
+        if state.interrupted:
             # An interrupted cell (Ctrl-C, kill) is finished from its own journal, like `eval --resume`;
             # if its configuration changed since, it is started afresh below.
             with contextlib.suppress(ConfigError):
                 result = run_eval(ws, cell.judge, exp.data_path, resume=out)
-        # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it.
+        # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it
+        # (after a change of dialbgm or of its scoring code, that re-scores the cached replies).
         result = result or run_eval(
             ws,
             cell.judge,
@@ -438,6 +526,7 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
             limit=cell.limit,
             overrides=cell.overrides,
             force=True,
+            carried_attempts=_reasked(out, state.identity),
         )
         counts = result.manifest["counts"]
         rows.append(
@@ -452,6 +541,30 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
     return rows
 
 
+def _reasked(run_dir: Path, identity: Any) -> dict[str, int]:
+    """The units a finished run in ``run_dir`` asked again (``eval --resume --retry-status``), when
+    it had this config and these models: unit id → attempt. Running the cell again keeps them."""
+    try:
+        manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    recorded = manifest.get("identity") or {}
+    if recorded.get("config_hash") != identity.config_hash or recorded.get("model") != identity.model:
+        return {}
+    out: dict[str, int] = {}
+    try:
+        with (run_dir / "units.jsonl").open(encoding="utf-8") as f:
+            for line in f:
+                if '"attempt"' not in line:  # most rows: no need to parse them
+                    continue
+                row = json.loads(line)
+                if isinstance(row.get("attempt"), int):
+                    out[str(row["unit_id"])] = row["attempt"]
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
 def _plan_hash(run_dir: Path) -> str | None:
     try:
         plan: dict[str, Any] = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
@@ -461,12 +574,12 @@ def _plan_hash(run_dir: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _up_to_date(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
-    """The manifest of a finished run with this exact config and no transport failure, else None.
+def _up_to_date(run_dir: Path, results_hash: str) -> dict[str, Any] | None:
+    """The manifest of a finished run with this exact identity and no transport failure, else None.
 
-    Such a run would be reproduced identically from the cache (same requests, same replies,
-    same parser), so it is reused instead of re-run; a run with transport errors is re-run so
-    they are retried.
+    Such a run would be reproduced identically from the cache (same requests, same models, same
+    scoring code), so it is reused instead of re-run; a run with transport errors is re-run so
+    they are retried. A run from before identities were recorded is run again (from the cache).
     """
     try:
         manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -474,7 +587,8 @@ def _up_to_date(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
         return None
     complete = all((run_dir / f).exists() for f in ("units.jsonl", "items.jsonl", "metrics.json"))
     by_status = manifest.get("counts", {}).get("by_status", {})
-    if complete and manifest.get("config_hash") == config_hash and not by_status.get("transport_error"):
+    recorded = (manifest.get("identity") or {}).get("results_hash")
+    if complete and recorded == results_hash and not by_status.get("transport_error"):
         return manifest
     return None
 

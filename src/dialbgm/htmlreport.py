@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dialbgm.compare import CellData, load_folder, pair_taus
+from dialbgm.compare import CellData, data_warning, load_folder, pair_taus
 from dialbgm.metrics import METRICS
 from dialbgm.provenance import git_label, report_provenance
 
@@ -175,14 +175,17 @@ def interval_svg(metric: str, rows: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- disagreement items
 
 
-def disagreements(a: CellData, b: CellData | None, n: int = N_DISAGREE) -> list[tuple[str, float]]:
+def disagreements(
+    a: CellData, b: CellData | None, n: int = N_DISAGREE, *, by_content: bool = False
+) -> list[tuple[str, float]]:
     """The items on which two cells (or a cell and the human ranks) agree least, by per-item tau-b."""
-    from dialbgm.compare import _sign_vectors
+    from dialbgm.compare import _only, _sign_vectors, pairable
 
     if b is None:
         taus = {i: float(r["metrics"]["kendall_tau_b"]) for i, r in a.ok_items.items()}
     else:
-        taus = pair_taus(_sign_vectors(a), _sign_vectors(b))
+        allowed = pairable(a, b, by_content=by_content)
+        taus = pair_taus(_only(_sign_vectors(a), allowed), _only(_sign_vectors(b), allowed))
     return sorted(taus.items(), key=lambda kv: (kv[1], kv[0]))[:n]
 
 
@@ -194,9 +197,11 @@ def _dataset_for(cell: CellData) -> Any:
     if not path:
         return None
     try:
-        return load_dataset(Path(path))
+        ds = load_dataset(Path(path))
     except (DialbgmError, OSError):
         return None
+    # A file edited since the run would show other dialogues and captions beside its scores.
+    return ds if ds.sha256 == cell.data_sha256 else None
 
 
 def _replies(cell: CellData, item_id: str) -> list[dict[str, Any]]:
@@ -299,6 +304,20 @@ def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, datase
             out.append(f"<pre>{_e(u.get('raw') if u.get('raw') is not None else u.get('error'))}</pre>")
     out.append("</div>")
     return "".join(out)
+
+
+def pairing_notes(comparisons: list[dict[str, Any]]) -> list[str]:
+    """One sentence per comparison of cells that read different data files (``--pair-by-content``)."""
+    out = []
+    for c in comparisons:
+        p = c.get("pairing") or {}
+        if p.get("by") == "identical item content":
+            out.append(
+                f"{c['a']} and {c['b']} read different data files: compared on the {p['n_identical']} item(s) whose "
+                f"content is identical in both; {p['n_same_id_different_content']} item(s) with the same id but "
+                "other content left out."
+            )
+    return out
 
 
 # ---------------------------------------------------------------- HTML
@@ -451,9 +470,11 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
     a, b = by_id[a_id], (by_id[b_id] if b_id else None)
     dataset = _dataset_for(a)
     ag = result["agreement"]
+    warning = data_warning(result.get("data") or [])
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">data: {_e(data)} · cells: {len(cells)} · folder: {_e(result["folder"])}</p>',
+        f'<p class="note"><strong>Note:</strong> {_e(warning)}.</p>' if warning else "",
         '<h2 id="leaderboard">Leaderboard</h2>',
         _leaderboard_html(result["leaderboard"], baseline),
         '<p class="note">Mean over scored items with a 95% percentile bootstrap interval; an item with any '
@@ -466,6 +487,7 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         '</div><p class="note">Dots: means; bars: 95% intervals; dashed line: chance.</p>',
         '<h2 id="paired">Paired comparisons</h2>',
         _comparisons_html(result["comparisons"], result["family"]),
+        *(f'<p class="note">{_e(n)}</p>' for n in pairing_notes(result["comparisons"])),
         '<h2 id="agreement">Judge agreement</h2>',
         heatmap_svg(ag["cells"], ag["mean_kendall_tau_b"], ag["n_items"]),
         _agreement_table(ag),
@@ -475,7 +497,10 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         '<h2 id="cost">Cost</h2>',
         _cost_html(result["cost"], result["prices"]),
         f'<h2 id="items">Items where {_e(a_id)} and {_e(b_id or "the human ranks")} disagree most</h2>',
-        *(_item_html(i, t, a, b, dataset) for i, t in disagreements(a, b)),
+        *(
+            _item_html(i, t, a, b, dataset)
+            for i, t in disagreements(a, b, by_content=bool(result.get("pair_by_content")))
+        ),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -499,6 +524,9 @@ def render_md(result: dict[str, Any]) -> str:
     lines = [f"# {'Experiment ' + spec['name'] if spec else 'Run ' + result['leaderboard'][0]['cell_id']}", ""]
     if spec:
         lines += [f"Data: `{spec['data']['path']}`; {len(spec['cells'])} cells.", ""]
+    warning = data_warning(result.get("data") or [])
+    if warning:
+        lines += [f"**Note:** {_md(warning)}.", ""]
     lines += [
         "## Leaderboard",
         "",
@@ -525,6 +553,7 @@ def render_md(result: dict[str, Any]) -> str:
             "",
             f"{fam['test']}; {fam['interval']}; {fam['method']} ({fam['n_tests']} tests, alpha {fam['alpha']}). "
             "Only items scored by both cells enter a comparison.",
+            *(f"\n{_md(n)}" for n in pairing_notes(result["comparisons"])),
             "",
             "| A | B | n common | lost A/B | metric | B − A [95% CI] | p | p Holm | MDD80 |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -593,18 +622,37 @@ def render_md(result: dict[str, Any]) -> str:
 
 
 def write_report(
-    path: Path, *, ws: Any = None, pair: tuple[str, str] | None = None, n_flips: int = 10_000
+    path: Path,
+    *,
+    ws: Any = None,
+    pair: tuple[str, str] | None = None,
+    n_flips: int = 10_000,
+    by_content: bool = False,
 ) -> tuple[Path, Path]:
+    html_path, md_path, _ = write_report_checked(path, ws=ws, pair=pair, n_flips=n_flips, by_content=by_content)
+    return html_path, md_path
+
+
+def write_report_checked(
+    path: Path,
+    *,
+    ws: Any = None,
+    pair: tuple[str, str] | None = None,
+    n_flips: int = 10_000,
+    by_content: bool = False,
+) -> tuple[Path, Path, str | None]:
+    """:func:`write_report`, plus the warning the report carries when a data file is gone or
+    changed since the run (None when every data file is the one the run read)."""
     from dialbgm.compare import analyse_cells
 
     spec, cells = load_folder(path)
-    result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips)
+    result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips, by_content=by_content)
     # One stamp for both files, so the HTML and the Markdown say the same thing.
     result = {**result, "provenance": report_provenance([(c.cell_id, c.manifest) for c in cells])}
     html_path, md_path = path / "report.html", path / "report.md"
     _write_text(html_path, render_html(result, cells, pair))
     _write_text(md_path, render_md(result))
-    return html_path, md_path
+    return html_path, md_path, data_warning(result["data"])
 
 
 def _write_text(path: Path, text: str) -> None:

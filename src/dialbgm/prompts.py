@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -43,13 +44,71 @@ def labels_for(n: int) -> list[str]:
 def sandboxed_env(folder: Path) -> SandboxedEnvironment:
     """Templates are code, dialogue text is data: sandboxed, and a missing variable is an error."""
     return SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.FileSystemLoader([str(p) for p in search_path(folder)]),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+
+
+def search_path(folder: Path) -> list[Path]:
+    """The folders a template in ``folder`` can read from (``{% include %}``, ``{% import %}``,
+    ``{% extends %}``): the loader is built from this list, and the identity hashes every file in
+    it, so the two cannot drift apart."""
+    return [folder]
+
+
+def readable_files(folder: Path) -> list[tuple[str, Path]]:
+    """Every file a render from ``folder`` can read, as (name relative to its search-path folder,
+    path), sorted. Jinja's loader refuses ``..``, but follows symbolic links, so links are
+    followed here too (a linked folder is walked once)."""
+    out: list[tuple[str, Path]] = []
+    for k, root in enumerate(search_path(folder)):
+        prefix = "" if k == 0 else f"{k}:"
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a link back up the tree: walked already
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames.sort()
+            for name in filenames:
+                path = Path(dirpath) / name
+                if path.is_file():
+                    out.append((prefix + path.relative_to(root).as_posix(), path))
+    return sorted(out)
+
+
+def template_tree_sha256(folder: Path, primary: Sequence[str]) -> str:
+    """One hash of every file a render from ``folder`` can read.
+
+    The ``primary`` files come first, hashed exactly as before this covered the whole tree (name,
+    then bytes), so a folder holding only them keeps its old hash and the configs that name it
+    keep their config hash; any other file (an included partial, a macro library, a base
+    template, in any subfolder) is added after a marker, length-prefixed.
+    """
+    h = hashlib.sha256()
+    for name in primary:
+        h.update(name.encode())
+        h.update(_read(folder / name))
+    extra = [(name, path) for name, path in readable_files(folder) if name not in primary]
+    if extra:
+        h.update(b"\x00extra-files\x00")
+        for name, path in extra:
+            data = _read(path)
+            encoded = name.encode()
+            h.update(len(encoded).to_bytes(8, "big") + encoded + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise TemplateError(f"{path}: cannot read ({e.strerror}); every file of a template folder is hashed") from None
 
 
 @dataclass(frozen=True)
@@ -113,12 +172,12 @@ class PromptSet:
 
     @cached_property
     def sha256(self) -> str:
-        # Optional files count only when present, so a folder without them hashes as it did.
-        h = hashlib.sha256()
-        for name in (*self.FILES, *(f for f in self.OPTIONAL if (self.folder / f).is_file())):
-            h.update(name.encode())
-            h.update((self.folder / name).read_bytes())
-        return h.hexdigest()
+        """Every file a render can read (see :func:`template_tree_sha256`), not only the named ones.
+
+        Optional files count among the named ones only when present, so a folder without them
+        hashes as it did."""
+        named = (*self.FILES, *(f for f in self.OPTIONAL if (self.folder / f).is_file()))
+        return template_tree_sha256(self.folder, named)
 
     def _render(self, name: str, variables: dict[str, Any]) -> str:
         try:

@@ -29,9 +29,12 @@ class Request:
     api_base: str | None = None
     order: tuple[str, ...] = ()
     sample: int = 0
+    attempt: int = 0
+    """0 for the first asking; n for the n-th re-ask of a reply that failed (``--retry-status``).
+    Only the key changes, so a re-ask is not served the cached reply it replaces; nothing sent does."""
 
     def key_parts(self) -> dict[str, Any]:
-        return {
+        parts = {
             "schema": CACHE_SCHEMA_VERSION,
             "backend": self.backend,
             "model": self.model,
@@ -43,6 +46,9 @@ class Request:
             "order": list(self.order),
             "sample": self.sample,
         }
+        if self.attempt:  # absent for a first asking: every key from before re-asks existed stays valid
+            parts["attempt"] = self.attempt
+        return parts
 
     def cache_key(self) -> str:
         # Computed once: a request is immutable once built (messages are never edited after).

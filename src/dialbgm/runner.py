@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, clips_digest, prepare_clips, wants_audio
-from dialbgm.backends import Backend, make_backend
+from dialbgm.audio_input import audio_ref, audio_spec, check_request_size, prepare_clips, wants_audio
+from dialbgm.backends import Backend, make_backend, renders_prompts
 from dialbgm.cache import ResponseCache
 from dialbgm.config import (
     JudgeConfig,
@@ -30,6 +30,7 @@ from dialbgm.config import (
 from dialbgm.data import Dataset, load_dataset
 from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
 from dialbgm.errors import ConfigError, JudgeDataError, ResultsError
+from dialbgm.identity import RunIdentity, item_sha256, quick_identity, run_identity
 from dialbgm.journal import JournalWriter, iter_journal, read_plan, write_plan
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, judge_fit_problems, load_pool
@@ -47,11 +48,15 @@ from dialbgm.results import (
 )
 from dialbgm.scoring import UnitTally, run_metrics, score_item
 from dialbgm.spool import OutcomeSpool
-from dialbgm.summaries import summarizer_identity
 from dialbgm.workspace import Workspace
 
 if TYPE_CHECKING:
     from dialbgm.audio import PreparedClip
+    from dialbgm.summaries import SummaryPlan
+
+FAILED_REPLY_STATUSES = ("parse_error", "truncated", "refused")
+"""Replies that arrived but gave no score: cached like any reply, so only a re-ask changes them."""
+RETRY_STATUSES = ("transport_error", *FAILED_REPLY_STATUSES)
 
 
 @dataclass
@@ -79,6 +84,15 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     """What was accepted but could not be checked (e.g. a few-shot pool with no declared task)."""
     _schemas: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    pending_summaries: SummaryPlan | None = None
+    """Summaries still to be written (planned with ``defer_summaries``): the units of those items
+    carry a placeholder until :func:`prepare` is called again with them written."""
+    item_sha256: dict[str, str] = field(default_factory=dict)
+    """Each item's content hash, as the data file gives it (before any generated summary)."""
+    attempts: dict[int, int] = field(default_factory=dict)
+    """Units asked again (``--retry-status``): unit index → the attempt its reply answers."""
+    history: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    """Units asked again: the earlier replies, first asking first."""
 
     def request(self, i: int) -> Request:
         unit = self.units[i]
@@ -86,7 +100,20 @@ class Prepared:
         if self.clips is not None:
             dialect = self.provider.capabilities.audio_dialect
             refs = {c.id: audio_ref(self.clips[(unit.item.id, c.id)], dialect) for c in unit.shown}
-        return _request_for(unit, self.judge, self.backend, self.prompts, self._schemas, refs)
+        r = _request_for(unit, self.judge, self.backend, self.prompts, self._schemas, refs)
+        attempt = self.attempts.get(i, 0)
+        return replace(r, attempt=attempt) if attempt else r
+
+    def is_pending(self, i: int) -> bool:
+        """Whether unit ``i`` waits for a summary (its request holds a placeholder, never sent)."""
+        return self.pending_summaries is not None and self.units[i].item.id in self.pending_summaries.pending_ids
+
+    def set_attempt(self, i: int, attempt: int, superseded: UnitOutcome | None) -> None:
+        """Make unit ``i`` answer ``attempt``; the reply it had so far is kept in its history."""
+        if superseded is not None:
+            self.history.setdefault(i, []).append(_history_entry(self, i, superseded))
+        self.attempts[i] = attempt
+        self.keys[i] = self.request(i).cache_key()
 
     def iter_requests(self) -> Iterator[Request]:
         return (self.request(i) for i in range(len(self.units)))
@@ -108,9 +135,15 @@ def prepare(
     overrides: dict[str, Any] | None = None,
     provider_overrides: dict[str, Any] | None = None,
     allow_summary_calls: bool = False,
+    defer_summaries: bool = False,
+    use_cache: bool = True,
+    summaries_from: SummaryPlan | None = None,
 ) -> Prepared:
-    """Plan a run. Summaries a summarizer must write are read from the cache, and generated
-    (calls) only when ``allow_summary_calls``; planning alone never calls the judge."""
+    """Plan a run. Summaries a summarizer must write are read from the cache (unless not
+    ``use_cache``), and generated (calls) only when ``allow_summary_calls``; with
+    ``defer_summaries`` the plan is made with placeholders for them instead and the summaries
+    left in ``pending_summaries``, so that the caller can check everything before paying for
+    them, write them, and plan again with ``summaries_from``. Planning alone never calls the judge."""
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
     if provider_overrides:
@@ -119,8 +152,9 @@ def prepare(
         # items[:0] would be an empty run and items[:-1] all but the last item.
         raise ConfigError(f"--limit must be a whole number >= 1, got {limit!r}")
     dataset = load_dataset(data_path).limited(limit)
+    item_hashes = {i.id: item_sha256(i) for i in dataset}
     backend = make_backend(judge, provider, ws)
-    prompts = PromptSet(ws.prompts_dir / judge.template) if backend.needs_messages else None
+    prompts = PromptSet(ws.prompts_dir / judge.template) if renders_prompts(provider) else None
     pool = None
     if judge.few_shot > 0:
         if not backend.needs_messages:
@@ -129,10 +163,18 @@ def prepare(
     if problems := judge_fit_problems(judge, provider, dataset, pool):
         raise JudgeDataError(judge.name, problems)
     summaries: list[dict[str, Any]] = []
+    pending = None
     if judge.context == "summary":
-        from dialbgm.summaries import fill_summaries
+        from dialbgm.summaries import plan_summaries
 
-        dataset, summaries = fill_summaries(ws, dataset, judge, allow_calls=allow_summary_calls)
+        splan = summaries_from or plan_summaries(ws, dataset, judge, use_cache=use_cache)
+        if splan.todo and allow_summary_calls and not defer_summaries:
+            splan.generate(ws)
+        if splan.todo and defer_summaries:
+            pending = splan
+            dataset = splan.with_placeholders(dataset)
+        else:
+            dataset, summaries = splan.apply(dataset)
     clips = None
     if wants_audio(judge):
         if not backend.needs_messages:
@@ -143,7 +185,19 @@ def prepare(
         with ClipStore(ws.audio_dir) as store:
             clips = prepare_clips(dataset, spec, store)
     units = build_units(dataset, judge, pool)
-    prep = Prepared(judge, provider, dataset, units, backend, prompts, pool, summaries, clips=clips)
+    prep = Prepared(
+        judge,
+        provider,
+        dataset,
+        units,
+        backend,
+        prompts,
+        pool,
+        summaries,
+        clips=clips,
+        pending_summaries=pending,
+        item_sha256=item_hashes,
+    )
     prep.warnings.extend(pool.warnings if pool else ())
     for unit, r in zip(units, prep.iter_requests(), strict=True):
         if clips is not None:
@@ -183,7 +237,7 @@ def lookup(prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool) -> 
     misses: list[int] = []
     use = cache is not None and prep.backend.cacheable
     for i, key in enumerate(prep.keys):
-        hit = cache.get_key(key) if use and cache is not None else None
+        hit = cache.get_key(key) if use and cache is not None and not prep.is_pending(i) else None
         if hit is not None:
             spool.put(i, UnitOutcome(hit, True, None))
         else:
@@ -192,28 +246,103 @@ def lookup(prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool) -> 
 
 
 def replay_journal(prep: Prepared, run_dir: Path, spool: OutcomeSpool, misses: list[int], retry_failed: bool) -> int:
-    """Fill the cache misses that an interrupted run's journal answered; returns how many.
+    """Fill the cache misses that an interrupted run's journal answered; returns how many units
+    the journal answered.
 
     A record counts only if its unit still has the same cache key; the last record of a unit
-    wins; with ``retry_failed`` a unit whose last record failed is left to be called again.
+    wins; with ``retry_failed`` a unit whose last record failed is left to be called again. A
+    record of a re-ask (``attempt`` > 0) makes its unit answer that attempt, whatever the cache
+    holds for the first asking, which goes into the unit's history.
     """
-    todo = set(misses)
-    index = {prep.units[i].unit_id: i for i in misses}
+    return len(_replay(prep, run_dir, spool, set(misses), retry_failed))
+
+
+def _replay(prep: Prepared, run_dir: Path, spool: OutcomeSpool, todo: set[int], retry_failed: bool) -> set[int]:
+    index = {u.unit_id: i for i, u in enumerate(prep.units)}
+    answered: set[int] = set()
     for rec in iter_journal(run_dir):
         i = index.get(rec["unit_id"])
-        if i is None or rec.get("cache_key") != prep.keys[i]:
+        if i is None or prep.is_pending(i):
+            continue
+        attempt = int(rec.get("attempt") or 0)
+        current = prep.attempts.get(i, 0)
+        if attempt < current or (attempt == 0 and i not in todo):
+            continue
+        if attempt > current:
+            if rec.get("cache_key") != replace(prep.request(i), attempt=attempt).cache_key():
+                continue
+            prep.set_attempt(i, attempt, spool.get(i) if spool.has(i) else None)
+        elif rec.get("cache_key") != prep.keys[i]:
             continue
         if retry_failed and rec.get("response") is None:
             spool.discard(i)
+            answered.discard(i)
         else:
             spool.put(i, UnitOutcome.from_record(rec))
-    return sum(1 for i in todo if spool.has(i))
+            answered.add(i)
+    return answered
+
+
+def reask(prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool, statuses: set[str]) -> list[int]:
+    """Give every unit whose reply ended in one of ``statuses`` (``parse_error``, ``truncated``,
+    ``refused``) a new attempt: a request whose cache key differs from the first asking's, so the
+    cached bad reply is not served again. The reply it replaces stays in the unit's history (and
+    in the cache and journal). Returns the units re-asked; those whose new attempt is already
+    cached (asked in another run) are filled from the cache, the others are left to be called."""
+    wanted = statuses & set(FAILED_REPLY_STATUSES)
+    if not wanted:
+        return []
+    asked: list[int] = []
+    use = cache is not None and prep.backend.cacheable
+    for i in range(len(prep.units)):
+        if not spool.has(i):
+            continue
+        outcome = spool.get(i)
+        if outcome.response is None or unit_row(prep, i, outcome)["status"] not in wanted:
+            continue
+        prep.set_attempt(i, prep.attempts.get(i, 0) + 1, outcome)
+        spool.discard(i)
+        asked.append(i)
+        hit = cache.get_key(prep.keys[i]) if use and cache is not None else None
+        if hit is not None:
+            spool.put(i, UnitOutcome(hit, True, None))
+    return asked
+
+
+def carry_attempts(
+    prep: Prepared, cache: ResponseCache | None, spool: OutcomeSpool, attempts: Mapping[str, int]
+) -> None:
+    """Start the units that an earlier run of this very config asked again (unit id → attempt)
+    at that attempt, with the earlier replies the cache still holds as their history: running a
+    cell again must not bring back the failed replies its re-asks replaced."""
+    index = {u.unit_id: i for i, u in enumerate(prep.units)}
+    use = cache is not None and prep.backend.cacheable
+    for unit_id, attempt in attempts.items():
+        i = index.get(unit_id)
+        if i is None or attempt <= prep.attempts.get(i, 0) or prep.is_pending(i):
+            continue
+        while prep.attempts.get(i, 0) < attempt:
+            prep.set_attempt(i, prep.attempts.get(i, 0) + 1, spool.get(i) if spool.has(i) else None)
+            spool.discard(i)
+            hit = cache.get_key(prep.keys[i]) if use and cache is not None else None
+            if hit is not None:
+                spool.put(i, UnitOutcome(hit, True, None))
+
+
+def _history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any]:
+    row = unit_row(prep, i, outcome)
+    entry = {"attempt": prep.attempts.get(i, 0)}
+    for k in ("cache_key", "status", "error", "raw", "finish_reason", "usage", "latency_s", "attempts", "cache_hit"):
+        entry[k] = row[k]
+    return entry
 
 
 def check_can_call(prep: Prepared, misses: list[int]) -> None:
-    """Fail before any call when a call is needed and its key is missing."""
+    """Fail before any call when a call is needed and its key is missing (the summarizer's too)."""
     if misses and getattr(prep.backend, "needs_key", False):
         require_key(prep.judge, prep.provider)
+    if prep.pending_summaries is not None:
+        prep.pending_summaries.check_can_call()
 
 
 def _unit_row(prep: Prepared, i: int, outcome: UnitOutcome, parsed: Parsed) -> dict[str, Any]:
@@ -247,6 +376,8 @@ def _unit_row(prep: Prepared, i: int, outcome: UnitOutcome, parsed: Parsed) -> d
         "attempts": outcome.attempts,
         "cache_hit": outcome.cache_hit,
         "parser_version": PARSER_VERSION,
+        # Only on a unit asked again: a first asking's row is as it always was.
+        **({"attempt": prep.attempts[i], "attempts_history": prep.history.get(i, [])} if i in prep.attempts else {}),
     }
 
 
@@ -329,53 +460,17 @@ def _override_provider(provider: ProviderConfig, over: dict[str, Any]) -> Provid
 def run_config(
     prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None, ws: Workspace
 ) -> dict[str, Any]:
-    """What defines a run's results: a resumed run must have exactly this again."""
-    return _config_dict(
-        prep.judge,
-        prep.provider,
-        data_path,
-        prep.dataset.sha256,
-        limit,
-        prep.prompts.sha256 if prep.prompts else None,
-        prep.pool.sha256 if prep.pool else None,
-        overrides,
-        summarizer_identity(ws, prep.judge),
-        clips_digest(prep.clips) if prep.clips is not None else None,
+    """What defines a run's requests: a resumed run must have exactly this again."""
+    return prepared_identity(ws, prep, data_path, limit, overrides).config
+
+
+def prepared_identity(
+    ws: Workspace, prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
+) -> RunIdentity:
+    """:func:`dialbgm.identity.run_identity` of a planned run (its data and clips already read)."""
+    return run_identity(
+        ws, prep.judge, prep.provider, data_path, limit, overrides, data_sha256=prep.dataset.sha256, clips=prep.clips
     )
-
-
-def _config_dict(
-    judge: JudgeConfig,
-    provider: ProviderConfig,
-    data_path: Path,
-    data_sha256: str,
-    limit: int | None,
-    template_sha256: str | None,
-    pool_sha256: str | None,
-    overrides: dict[str, Any] | None,
-    summarizer: str | None,
-    audio_sha256: str | None = None,
-) -> dict[str, Any]:
-    judge_record = {k: v for k, v in judge.to_dict().items() if k != "description"}  # cosmetic only
-    config = {
-        "judge": judge_record,
-        "provider": _provider_record(provider),
-        "data": {"path": str(data_path), "sha256": data_sha256, "limit": limit},
-        "template_sha256": template_sha256,
-        "few_shot_pool_sha256": pool_sha256,
-        "summarizer_sha256": summarizer,
-        "overrides": overrides or {},
-        "parser_version": PARSER_VERSION,
-    }
-    if judge.score_by == "logprobs":
-        # Expectations are recomputed from cached replies; a new rule must not reuse old results.
-        from dialbgm.logprobs import LOGPROBS_VERSION
-
-        config["logprobs_version"] = LOGPROBS_VERSION
-    if audio_sha256 is not None:
-        # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
-        config["audio_sha256"] = audio_sha256
-    return config
 
 
 def quick_config_hash(
@@ -384,55 +479,15 @@ def quick_config_hash(
     """The config hash a run would have, without rendering anything (or loading the data,
     except for a judge that hears the clips).
 
-    Lets ``compare`` recognise a cell whose finished folder is already up to date, and
-    ``--resume`` refuse a changed configuration before anything (a summary included) is called.
+    Lets ``--resume`` refuse a changed configuration before anything (a summary included) is called.
     """
-    return stable_hash(quick_config(ws, judge_name, data_path, limit, overrides))
+    return quick_identity(ws, judge_name, data_path, limit, overrides).config_hash
 
 
 def quick_config(
     ws: Workspace, judge_name: str, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
 ) -> dict[str, Any]:
-    import hashlib
-
-    judge = load_judge(ws, judge_name, overrides)
-    provider = load_provider(ws, judge.provider)
-    if not data_path.is_file():  # e.g. --resume after the data file moved: not a traceback
-        raise ConfigError(f"data {data_path}: {'is a folder' if data_path.is_dir() else 'no such file'}")
-    data_sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
-    prompts = PromptSet(ws.prompts_dir / judge.template) if provider.kind in ("litellm", "llama_cpp_server") else None
-    pool_sha = None
-    if judge.few_shot > 0:
-        pool_path = few_shot_pool_path(ws, judge)
-        try:
-            pool_sha = hashlib.sha256(pool_path.read_bytes()).hexdigest()
-        except OSError as e:  # moved or removed since the run started: bad input, not a crash
-            raise ConfigError(f"few-shot pool {pool_path}: cannot be read ({e.strerror or e})") from None
-    config = _config_dict(
-        judge,
-        provider,
-        data_path,
-        data_sha,
-        limit,
-        prompts.sha256 if prompts else None,
-        pool_sha,
-        overrides,
-        summarizer_identity(ws, judge),
-        _audio_digest(ws, judge, provider, data_path, limit) if wants_audio(judge) else None,
-    )
-    return config
-
-
-def _audio_digest(
-    ws: Workspace, judge: JudgeConfig, provider: ProviderConfig, data_path: Path, limit: int | None
-) -> str:
-    """For a judge that hears the clips, the quick config must see them too: a stat per clip
-    when they are already prepared (the first time, preparing them is what the run does first)."""
-    from dialbgm.audio import ClipStore
-
-    spec = audio_spec(judge, provider)
-    with ClipStore(ws.audio_dir) as store:
-        return clips_digest(prepare_clips(load_dataset(data_path).limited(limit), spec, store))
+    return quick_identity(ws, judge_name, data_path, limit, overrides).config
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -458,6 +513,40 @@ def _refuse_if_changed(resume: Path, stored_plan: dict[str, Any], config: dict[s
         )
 
 
+def _retry_set(retry_failed: bool, retry_statuses: Collection[str]) -> set[str]:
+    """The statuses to ask again; ``all`` stands for every failure status."""
+    out = {"transport_error"} if retry_failed else set()
+    for s in retry_statuses:
+        if s == "all":
+            out.update(RETRY_STATUSES)
+        elif s in RETRY_STATUSES:
+            out.add(s)
+        else:
+            raise ConfigError(f"--retry-status: unknown status {s!r} (known: {', '.join(RETRY_STATUSES)}, all)")
+    return out
+
+
+def _gather(
+    prep: Prepared,
+    cache: ResponseCache | None,
+    spool: OutcomeSpool,
+    journal_dir: Path | None,
+    statuses: set[str],
+    carried: Mapping[str, int] | None = None,
+) -> tuple[list[int], int]:
+    """Fill ``spool`` from the cache and (resuming) the run's journal, give the failed replies in
+    ``statuses`` a new attempt; return the units still to call and how many the journal answered."""
+    misses = lookup(prep, cache, spool)
+    if carried:
+        carry_attempts(prep, cache, spool, carried)
+        misses = [i for i in range(len(prep.units)) if not spool.has(i)]
+    answered: set[int] = set()
+    if journal_dir is not None:
+        answered = _replay(prep, journal_dir, spool, set(misses), "transport_error" in statuses)
+    answered.difference_update(reask(prep, cache, spool, statuses))
+    return [i for i in range(len(prep.units)) if not spool.has(i)], len(answered)
+
+
 def run_eval(
     ws: Workspace,
     judge_name: str,
@@ -472,8 +561,18 @@ def run_eval(
     provider_overrides: dict[str, Any] | None = None,
     resume: Path | None = None,
     retry_failed: bool = False,
+    retry_statuses: Collection[str] = (),
+    carried_attempts: Mapping[str, int] | None = None,
 ) -> RunResult:
-    """Evaluate one judge on one data file; or, with ``resume``, finish an interrupted run."""
+    """Evaluate one judge on one data file; or, with ``resume``, finish an interrupted run.
+
+    ``retry_failed`` (with ``resume``) calls again the units that ended ``transport_error``;
+    ``retry_statuses`` names the statuses to ask again, among :data:`RETRY_STATUSES`: a reply that
+    arrived but failed (``parse_error``, ``truncated``, ``refused``) is asked again as a new
+    attempt (see :func:`reask`). ``carried_attempts`` starts units at the attempts an earlier run
+    of the same config reached (see :func:`carry_attempts`).
+    """
+    statuses = _retry_set(retry_failed, retry_statuses)
     started = utc_now()
     t0 = time.perf_counter()
     stored_plan: dict[str, Any] | None = None
@@ -495,19 +594,29 @@ def run_eval(
         out_dir = resume
         # Refuse a changed configuration before anything is called (summaries included).
         _refuse_if_changed(resume, stored_plan, quick_config(ws, judge_name, data_path, limit, overrides))
-    elif retry_failed:
-        raise ConfigError("--retry-failed re-attempts the failed calls of a run: use it with --resume RUN")
-    prep = prepare(
-        ws,
-        judge_name,
-        data_path,
-        limit=limit,
-        overrides=overrides,
-        provider_overrides=provider_overrides,
-        allow_summary_calls=True,
-    )
-    config = run_config(prep, data_path, limit, overrides, ws)
-    config_hash = stable_hash(config)
+    elif statuses:
+        raise ConfigError(
+            "--retry-failed / --retry-status re-attempt the failed calls of a run: use it with --resume RUN"
+        )
+
+    def plan(summaries_from: SummaryPlan | None = None) -> Prepared:
+        # Summaries a summarizer must write are left pending: they are paid for below, only after
+        # every check that can fail (the --out folder, the keys) has passed.
+        return prepare(
+            ws,
+            judge_name,
+            data_path,
+            limit=limit,
+            overrides=overrides,
+            provider_overrides=provider_overrides,
+            defer_summaries=True,
+            use_cache=use_cache,
+            summaries_from=summaries_from,
+        )
+
+    prep = plan()
+    identity = prepared_identity(ws, prep, data_path, limit, overrides)
+    config, config_hash = identity.config, identity.config_hash
     if resume is not None and stored_plan is not None:
         _refuse_if_changed(resume, stored_plan, config)
     if out_dir is None:
@@ -519,12 +628,25 @@ def run_eval(
     # On the workspace's disk: /tmp may be memory (tmpfs), which would defeat the spool.
     spool = OutcomeSpool(len(prep.units), directory=ws.root)
     try:
-        misses = lookup(prep, cache, spool)
-        resumed = replay_journal(prep, out_dir, spool, misses, retry_failed) if resume is not None else 0
-        misses = [i for i in misses if not spool.has(i)]
+        misses, resumed = _gather(
+            prep, cache, spool, out_dir if resume is not None else None, statuses, carried_attempts
+        )
         check_can_call(prep, misses)
         if resume is None:
             prepare_out_dir(out_dir, force)
+        if prep.pending_summaries is not None:
+            # The first summary call happens here, after every check above; then the run is planned
+            # again with the summaries in place of their placeholders.
+            prep.backend.close()
+            prep.pending_summaries.generate(ws)
+            prep = plan(prep.pending_summaries)
+            spool.close()
+            spool = OutcomeSpool(len(prep.units), directory=ws.root)
+            misses, resumed = _gather(
+                prep, cache, spool, out_dir if resume is not None else None, statuses, carried_attempts
+            )
+            check_can_call(prep, misses)
+        if resume is None:
             write_plan(
                 out_dir,
                 {
@@ -568,8 +690,7 @@ def run_eval(
         return _finish(
             ws,
             prep,
-            config,
-            config_hash,
+            identity,
             spool,
             out_dir,
             data_path,
@@ -589,8 +710,7 @@ def run_eval(
 def _finish(
     ws: Workspace,
     prep: Prepared,
-    config: dict[str, Any],
-    config_hash: str,
+    identity: RunIdentity,
     spool: OutcomeSpool,
     out_dir: Path,
     data_path: Path,
@@ -599,6 +719,7 @@ def _finish(
     extra_counts: dict[str, int],
 ) -> RunResult:
     """Write units.jsonl and items.jsonl in plan order, one item at a time, then the metrics."""
+    config, config_hash = identity.config, identity.config_hash
     tally = UnitTally()
     items: list[dict[str, Any]] = []
     hits = 0
@@ -615,7 +736,7 @@ def _finish(
                 tally.add(row)
                 rows.append(row)
                 i += 1
-            items.append(score_item(item, rows, prep.judge))
+            items.append({**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]})
         if i != len(prep.units):
             raise ResultsError(f"internal error: units out of plan order at {prep.units[i].unit_id}")
     metrics = run_metrics(items, prep.dataset, prep.judge, tally)
@@ -624,6 +745,7 @@ def _finish(
         "run_id": out_dir.name,
         "config": redact(config),
         "config_hash": config_hash,
+        "identity": identity.record(),
         "dataset": {
             "path": str(data_path),
             "sha256": prep.dataset.sha256,
@@ -657,34 +779,6 @@ def _finish(
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
     return RunResult(out_dir, metrics, manifest)
-
-
-# Settings that change how fast or how patiently a provider is called, never what it answers:
-# left out of the config hash, so changing them neither blocks --resume nor re-runs a cell.
-_THROUGHPUT = {
-    "concurrency",
-    "rpm",
-    "tpm",
-    "timeout",
-    "max_attempts",
-    "max_retry_seconds",
-    "startup_timeout",
-    "api_key_env",
-    "api_key_required",
-    "api_base_env",
-}
-
-
-def _provider_record(p: ProviderConfig) -> dict[str, Any]:
-    """Every provider setting that can change an answer (the effective base URL included);
-    the name of the key's variable is recorded in the manifest, never its value."""
-    from dataclasses import asdict
-
-    record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
-    if not record["model_revision"]:  # unset: the record (and the config hash) is what it was before
-        del record["model_revision"]
-    record["api_base"] = p.effective_api_base()
-    return record
 
 
 def render_item(

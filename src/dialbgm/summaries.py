@@ -10,17 +10,17 @@ dialogue text enters them only as variables.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from dialbgm.config import JudgeConfig, load_judge, load_provider, require_key
+from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider, require_key
 from dialbgm.data import Dataset, Item
 from dialbgm.errors import ConfigError, ProviderError, TemplateError
-from dialbgm.prompts import compile_templates, sandboxed_env, template_error
+from dialbgm.prompts import compile_templates, sandboxed_env, template_error, template_tree_sha256
+from dialbgm.request import Request
 from dialbgm.workspace import Workspace
 
 FILES = ("system.j2", "user.j2")
@@ -36,10 +36,8 @@ class SummaryTemplate:
         self.folder = folder
         self.env = sandboxed_env(folder)
         compile_templates(self.env, folder, FILES)
-        h = hashlib.sha256()
-        for f in FILES:
-            h.update(f.encode() + (folder / f).read_bytes())
-        self.sha256 = h.hexdigest()
+        # Every file a render can read (an included partial too), not only the two named.
+        self.sha256 = template_tree_sha256(folder, FILES)
 
     def messages(self, item: Item) -> list[dict[str, Any]]:
         variables = {"dialogue": [{"speaker": t.speaker, "text": t.text} for t in item.dialogue]}
@@ -55,13 +53,13 @@ class SummaryTemplate:
             raise template_error(self.folder / name, e) from None
 
 
-def summarizer_identity(ws: Workspace, judge: JudgeConfig) -> str | None:
-    """What the generated summaries depend on (the summarizer's config and template), for config hashes."""
+def load_summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[JudgeConfig, ProviderConfig, SummaryTemplate] | None:
+    """The summarizer judge, its provider and the summary template, when ``judge`` names one."""
     if judge.context != "summary" or not judge.summarizer:
         return None
     sj = load_judge(ws, judge.summarizer)
-    tmpl = SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
-    return hashlib.sha256(f"{sj.config_hash()}:{tmpl.sha256}".encode()).hexdigest()
+    sp = load_provider(ws, sj.provider)
+    return sj, sp, SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
 
 
 def clean_summary(text: str) -> str:
@@ -71,16 +69,130 @@ def clean_summary(text: str) -> str:
     return s.strip('"').strip()
 
 
-def fill_summaries(
-    ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, allow_calls: bool
-) -> tuple[Dataset, list[dict[str, Any]]]:
-    """The dataset with every item's summary present, and one record per item saying where it came from."""
+# Stands for a summary that is planned but not written yet. A data file cannot hold NUL (it is
+# refused), so no real summary equals it; the units that carry it are never looked up or sent.
+PENDING = "\x00summary not written yet\x00"
+
+
+@dataclass
+class SummaryPlan:
+    """Every summary a run needs: from the data, from the cache, or still to be written (``todo``).
+
+    Planning renders the summary requests and looks them up; it never calls. :meth:`generate`
+    makes the calls, so a run can do every check that can fail first.
+    """
+
+    records: list[dict[str, Any]]
+    """One per item that has its own summary (source "data")."""
+    missing: list[Item]
+    """The items without one, in data order."""
+    summarizer: JudgeConfig | None = None
+    provider: ProviderConfig | None = None
+    requests: list[Request] = field(default_factory=list)
+    texts: dict[int, str] = field(default_factory=dict)
+    hits: set[int] = field(default_factory=set)
+    needs_key: bool = False
+    use_cache: bool = True
+
+    @property
+    def todo(self) -> list[int]:
+        """Indices into ``missing`` of the summaries still to be written (calls)."""
+        return [k for k in range(len(self.missing)) if k not in self.texts]
+
+    @property
+    def pending_ids(self) -> frozenset[str]:
+        return frozenset(self.missing[k].id for k in self.todo)
+
+    def check_can_call(self) -> None:
+        if self.todo and self.needs_key and self.summarizer is not None and self.provider is not None:
+            require_key(self.summarizer, self.provider)
+
+    def generate(self, ws: Workspace) -> None:
+        """Write the summaries still missing (the only calls a summary costs); raise if any fails."""
+        todo = self.todo
+        if not todo:
+            return
+        assert self.summarizer is not None and self.provider is not None
+        from dialbgm.backends import make_backend
+        from dialbgm.cache import ResponseCache
+        from dialbgm.engine import Progress, UnitOutcome, run_calls
+
+        self.check_can_call()
+        backend = make_backend(self.summarizer, self.provider, ws)
+        cache = ResponseCache(ws.cache_dir) if self.use_cache else None
+        try:
+            done: dict[int, UnitOutcome] = {}
+            run_calls(
+                backend,
+                self.provider,
+                ((k, f"summary:{self.missing[k].id}", self.requests[k]) for k in todo),
+                len(todo),
+                cache=cache,
+                journal=None,
+                progress=Progress(total=len(todo)),
+                on_outcome=done.__setitem__,
+            )
+        finally:
+            backend.close()
+            if cache is not None:
+                cache.close()
+        errors = {k: o.error for k, o in done.items() if o.response is None}
+        replies = {k: o.response.text for k, o in done.items() if o.response is not None}
+        empty = [k for k, t in replies.items() if not clean_summary(t)]
+        if errors or empty:
+            bad = sorted({self.missing[k].id for k in [*errors, *empty]})
+            first = next(iter(errors.values()), "empty summary")
+            raise ProviderError(
+                f"summaries by {self.summarizer.name!r} failed for {len(bad)} item(s) ({', '.join(bad[:5])}): "
+                f"{first}. Those that succeeded are cached; run again to retry the rest."
+            )
+        self.texts.update(replies)
+
+    def with_placeholders(self, dataset: Dataset) -> Dataset:
+        """The dataset with the summaries known so far, and :data:`PENDING` where one is still to be written."""
+        known = {self.missing[k].id: clean_summary(t) for k, t in self.texts.items()}
+        return _replace_summaries(dataset, {**known, **{i: PENDING for i in self.pending_ids}})
+
+    def apply(self, dataset: Dataset) -> tuple[Dataset, list[dict[str, Any]]]:
+        """The dataset with every summary in place, and one record per item saying where it came from."""
+        if self.todo:
+            raise ConfigError(
+                f"{len(self.todo)} summary(ies) by {self.summarizer.name if self.summarizer else '?'!r} are not "
+                f"generated yet (first: {self.missing[self.todo[0]].id}); `dialbgm eval` writes them"
+            )
+        records = list(self.records)
+        filled = {self.missing[k].id: clean_summary(t) for k, t in self.texts.items()}
+        for k, item in enumerate(self.missing):
+            assert self.summarizer is not None
+            records.append(
+                {
+                    "item_id": item.id,
+                    "summary": filled[item.id],
+                    "source": "generated",
+                    "summarizer": self.summarizer.name,
+                    "cache_key": self.requests[k].cache_key(),
+                    "cache_hit": k in self.hits,
+                }
+            )
+        order = {i.id: n for n, i in enumerate(dataset.items)}
+        records.sort(key=lambda r: order[r["item_id"]])
+        return _replace_summaries(dataset, filled), records
+
+
+def _replace_summaries(dataset: Dataset, summaries: dict[str, str]) -> Dataset:
+    items = tuple(replace(i, summary=summaries[i.id]) if i.id in summaries else i for i in dataset.items)
+    return Dataset(dataset.path, items, dataset.sha256, dataset.fmt, dataset.ids)
+
+
+def plan_summaries(ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, use_cache: bool = True) -> SummaryPlan:
+    """What the summaries of ``dataset`` need, without calling: each item's own, the cached ones,
+    and the requests of those still to be written."""
     missing = [i for i in dataset if i.summary is None]
     records: list[dict[str, Any]] = [
         {"item_id": i.id, "summary": i.summary, "source": "data"} for i in dataset if i.summary is not None
     ]
     if not missing:
-        return dataset, records
+        return SummaryPlan(records, [])
     if not judge.summarizer:
         raise ConfigError(
             f"context=summary, but {len(missing)} item(s) have no summary (first: "
@@ -88,75 +200,30 @@ def fill_summaries(
             "write them with --set summarizer=JUDGE"
         )
     from dialbgm.backends import make_backend
-    from dialbgm.cache import ResponseCache
-    from dialbgm.engine import Progress, UnitOutcome, run_calls
 
-    sj = load_judge(ws, judge.summarizer)
-    sp = load_provider(ws, sj.provider)
+    loaded = load_summarizer(ws, judge)
+    assert loaded is not None
+    sj, sp, tmpl = loaded
     if sp.kind not in ("litellm", "llama_cpp_server"):
         raise ConfigError(f"summarizer {sj.name!r} must be an LLM judge (its provider is {sp.kind!r})")
     backend = make_backend(sj, sp, ws)
-    tmpl = SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
-    requests = [backend.build_request(item, (), tmpl.messages(item), None, 0) for item in missing]
-    cache = ResponseCache(ws.cache_dir)
     try:
-        texts: dict[int, str] = {}
-        hits: set[int] = set()
-        for k, req in enumerate(requests):
-            resp = cache.get(req)
-            # An empty reply is cached like any success, but is no summary: ask again.
-            if resp is not None and clean_summary(resp.text):
-                texts[k] = resp.text
-                hits.add(k)
-        todo = [k for k in range(len(requests)) if k not in texts]
-        if todo and not allow_calls:
-            raise ConfigError(
-                f"{len(todo)} summary(ies) by {sj.name!r} are not generated yet (first: {missing[todo[0]].id}); "
-                "`dialbgm eval` writes them"
-            )
-        if todo:
-            require_key(sj, sp)
-            done: dict[int, UnitOutcome] = {}
-            run_calls(
-                backend,
-                sp,
-                ((k, f"summary:{missing[k].id}", requests[k]) for k in todo),
-                len(todo),
-                cache=cache,
-                journal=None,
-                progress=Progress(total=len(todo)),
-                on_outcome=done.__setitem__,
-            )
-            errors = {k: o.error for k, o in done.items() if o.response is None}
-            for k, o in done.items():
-                if o.response is not None:
-                    texts[k] = o.response.text
-        else:
-            errors = {}
+        requests = [backend.build_request(item, (), tmpl.messages(item), None, 0) for item in missing]
+        needs_key = bool(getattr(backend, "needs_key", False))
     finally:
         backend.close()
-        cache.close()
-    empty = [k for k, t in texts.items() if not clean_summary(t)]
-    if errors or empty:
-        bad = sorted({missing[k].id for k in [*errors, *empty]})
-        first = next(iter(errors.values()), "empty summary")
-        raise ProviderError(
-            f"summaries by {sj.name!r} failed for {len(bad)} item(s) ({', '.join(bad[:5])}): {first}. "
-            "Those that succeeded are cached; run again to retry the rest."
-        )
-    filled = {missing[k].id: clean_summary(t) for k, t in texts.items()}
-    for k, item in enumerate(missing):
-        records.append(
-            {
-                "item_id": item.id,
-                "summary": filled[item.id],
-                "source": "generated",
-                "summarizer": sj.name,
-                "cache_key": requests[k].cache_key(),
-                "cache_hit": k in hits,
-            }
-        )
-    items = tuple(replace(i, summary=filled[i.id]) if i.id in filled else i for i in dataset.items)
-    order = {i.id: n for n, i in enumerate(dataset.items)}
-    records.sort(key=lambda r: order[r["item_id"]])
-    return Dataset(dataset.path, items, dataset.sha256, dataset.fmt, dataset.ids), records
+    plan = SummaryPlan(records, missing, sj, sp, requests, needs_key=needs_key, use_cache=use_cache)
+    if use_cache:
+        from dialbgm.cache import ResponseCache
+
+        cache = ResponseCache(ws.cache_dir)
+        try:
+            for k, req in enumerate(requests):
+                resp = cache.get(req)
+                # An empty reply is cached like any success, but is no summary: ask again.
+                if resp is not None and clean_summary(resp.text):
+                    plan.texts[k] = resp.text
+                    plan.hits.add(k)
+        finally:
+            cache.close()
+    return plan

@@ -3,6 +3,8 @@ a seeded random baseline, and an offline text-embedding baseline."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from dialbgm.backends.base import Backend
 from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.workspace import Workspace
@@ -22,4 +24,24 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
     return LiteLLMBackend(judge, provider, ws)
 
 
-__all__ = ["Backend", "make_backend"]
+def renders_prompts(provider: ProviderConfig) -> bool:
+    """Whether this provider's backend is sent rendered messages (the LLM backends), so a
+    template folder is part of what it answers."""
+    return provider.kind not in ("random", "embedding")
+
+
+def model_identity(provider: ProviderConfig) -> dict[str, Any]:
+    """What identifies the model behind ``provider`` beyond its name, as its backend puts it
+    into every cache key (from the wheels' RECORD files: nothing is loaded or hashed here)."""
+    if provider.kind == "llama_cpp_server":
+        from dialbgm.backends.llama_server import gguf_identity
+
+        return dict(gguf_identity(provider)[1])
+    if provider.kind == "embedding":
+        from dialbgm.backends.embedding import embedding_files
+
+        return dict(embedding_files()[2])
+    return {}
+
+
+__all__ = ["Backend", "make_backend", "model_identity", "renders_prompts"]

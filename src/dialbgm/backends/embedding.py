@@ -41,6 +41,14 @@ def packaged_file(dist: str, suffix: str) -> tuple[Path, str]:
     raise ConfigError(f"package {dist!r} has no file ending in {suffix!r}")
 
 
+def embedding_files() -> tuple[Path, Path, dict[str, Any]]:
+    """The model and tokenizer files, and what identifies them in every cache key."""
+    model_path, model_sha = packaged_file(MODEL_PACKAGE, "model.onnx")
+    tokenizer_path, tok_sha = packaged_file(TOKENIZER_PACKAGE, "tokenizer.json")
+    identity = {"model_sha256": model_sha, "tokenizer_sha256": tok_sha, "max_tokens": MAX_TOKENS}
+    return model_path, tokenizer_path, identity
+
+
 def dialogue_text(item: Item, context: str) -> str:
     if context == "summary":
         if item.summary is None:
@@ -58,9 +66,7 @@ class EmbeddingBackend:
 
     def __init__(self, judge: JudgeConfig, provider: ProviderConfig) -> None:
         self.context = judge.context
-        self.model_path, model_sha = packaged_file(MODEL_PACKAGE, "model.onnx")
-        self.tokenizer_path, tok_sha = packaged_file(TOKENIZER_PACKAGE, "tokenizer.json")
-        self.identity = {"model_sha256": model_sha, "tokenizer_sha256": tok_sha, "max_tokens": MAX_TOKENS}
+        self.model_path, self.tokenizer_path, self.identity = embedding_files()
         self.model_id = provider.embedding_model or "all-MiniLM-L6-v2-int8"
 
     def build_request(
