@@ -150,14 +150,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def list_judges(ws: Workspace) -> list[str]:
-    return sorted(p.stem for p in ws.judges_dir.glob("*.toml"))
+    return list(ws.judge_files())
+
+
+def _named_file(ws: Workspace, kind: str, files: dict[str, Path], name: str) -> Path:
+    """The file of judge or provider ``name`` (the workspace's, else the built-in one)."""
+    if name in files:
+        return files[name]
+    looked = " and ".join(str(p) for p in ws.where(f"{kind}s/{name}.toml")) or f"no {kind}s/ folder"
+    raise ConfigError(f"no {kind} {name!r} (looked for {looked}); known: {', '.join(files) or 'none'}")
 
 
 def load_provider(ws: Workspace, name: str) -> ProviderConfig:
-    path = ws.providers_dir / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in ws.providers_dir.glob("*.toml")))
-        raise ConfigError(f"no provider {name!r} (looked for {path}); known: {known}")
+    path = _named_file(ws, "provider", ws.provider_files(), name)
     data = _read_toml(path)
     caps = data.pop("capabilities", {})
     if not isinstance(caps, dict):
@@ -168,9 +173,7 @@ def load_provider(ws: Workspace, name: str) -> ProviderConfig:
 
 
 def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None) -> JudgeConfig:
-    path = ws.judges_dir / f"{name}.toml"
-    if not path.exists():
-        raise ConfigError(f"no judge {name!r} (looked for {path}); known: {', '.join(list_judges(ws))}")
+    path = _named_file(ws, "judge", ws.judge_files(), name)
     data = _read_toml(path)
     data["name"] = name
     for key, value in (overrides or {}).items():

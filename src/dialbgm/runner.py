@@ -106,12 +106,12 @@ def prepare(
         provider = _override_provider(provider, provider_overrides)
     dataset = load_dataset(data_path).limited(limit)
     backend = make_backend(judge, provider, ws)
-    prompts = PromptSet(ws.prompts_dir / judge.template) if backend.needs_messages else None
+    prompts = PromptSet(ws.template_dir(judge.template)) if backend.needs_messages else None
     pool = None
     if judge.few_shot > 0:
         if not backend.needs_messages:
             raise ConfigError(f"judge {judge.name!r}: few_shot applies to LLM judges only")
-        pool = load_pool(ws.resolve(judge.few_shot_pool), dataset)
+        pool = load_pool(ws.resolve_for_judge(judge.name, judge.few_shot_pool), dataset)
     summaries: list[dict[str, Any]] = []
     if judge.context == "summary":
         from dialbgm.summaries import fill_summaries
@@ -373,10 +373,10 @@ def quick_config(
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
     data_sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
-    prompts = PromptSet(ws.prompts_dir / judge.template) if provider.kind in ("litellm", "llama_cpp_server") else None
+    prompts = PromptSet(ws.template_dir(judge.template)) if provider.kind in ("litellm", "llama_cpp_server") else None
     pool_sha = None
     if judge.few_shot > 0:
-        pool_sha = hashlib.sha256(ws.resolve(judge.few_shot_pool).read_bytes()).hexdigest()
+        pool_sha = hashlib.sha256(ws.resolve_for_judge(judge.name, judge.few_shot_pool).read_bytes()).hexdigest()
     config = _config_dict(
         judge,
         provider,

@@ -54,7 +54,7 @@ def summarizer_identity(ws: Workspace, judge: JudgeConfig) -> str | None:
     if judge.context != "summary" or not judge.summarizer:
         return None
     sj = load_judge(ws, judge.summarizer)
-    tmpl = SummaryTemplate(ws.prompts_dir / TEMPLATE_DIR)
+    tmpl = SummaryTemplate(ws.template_dir(TEMPLATE_DIR))
     return hashlib.sha256(f"{sj.config_hash()}:{tmpl.sha256}".encode()).hexdigest()
 
 
@@ -90,7 +90,7 @@ def fill_summaries(
     if sp.kind not in ("litellm", "llama_cpp_server"):
         raise ConfigError(f"summarizer {sj.name!r} must be an LLM judge (its provider is {sp.kind!r})")
     backend = make_backend(sj, sp, ws)
-    tmpl = SummaryTemplate(ws.prompts_dir / TEMPLATE_DIR)
+    tmpl = SummaryTemplate(ws.template_dir(TEMPLATE_DIR))
     requests = [backend.build_request(item, (), tmpl.messages(item), None, 0) for item in missing]
     cache = ResponseCache(ws.cache_dir)
     try:
