@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,8 +31,36 @@ DataOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a judge setting for this run: KEY=VALUE (repeatable)."),
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a judge setting for this run: KEY=VALUE, the value in TOML syntax (repeatable); "
+        "KEY is any key of a judge file, params.KEY or weights.KEY. The keys are documented in dialbgm's "
+        "README, section Configuration (the table 'A judge').",
+    ),
 ]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dialbgm import __version__
+
+        typer.echo(f"dialbgm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Judge background music for everyday dialogues with LLMs, against human rankings (DialBGM)."""
 
 
 def _fail(e: Exception) -> None:
@@ -255,9 +284,10 @@ def validate(
 ) -> None:
     """Check a data file and the audio clips it names; list every problem with its file, line and
     field (exit 2 if any)."""
-    from dialbgm.data import load_dataset
+    from dialbgm.data import Dataset, load_dataset
     from dialbgm.errors import DataError, DialbgmError
 
+    ds: Dataset | None = None
     try:
         ds = load_dataset(path)
         problems = _judge_fit(judge, set_, ds) if judge else []
@@ -271,6 +301,11 @@ def validate(
         for p in e.problems:
             typer.echo(str(p), err=True)
         typer.secho(f"{len(e.problems)} problem(s) in {path}", fg=typer.colors.RED, err=True)
+        if ds is not None:
+            from dialbgm.sample_music import missing_clips_hint
+
+            if hint := missing_clips_hint(ds):
+                typer.echo(hint, err=True)
         raise typer.Exit(2) from None
     except DialbgmError as e:  # e.g. the audio extra is not installed, an unknown judge
         _fail(e)
@@ -287,50 +322,60 @@ def validate(
 
 def _judge_fit(judge: str, set_: list[str] | None, ds: Any) -> list[Any]:
     """The problems eval would find in ``ds`` (and the judge's few-shot pool) for this judge."""
-    from dialbgm.config import load_judge, load_provider, parse_overrides
+    from dialbgm.config import few_shot_pool_path, load_judge, load_provider, parse_overrides
     from dialbgm.plan import judge_fit_problems, load_pool
 
     ws = _workspace()
     j = load_judge(ws, judge, parse_overrides(set_) if set_ else None)
     provider = load_provider(ws, j.provider)
-    pool = load_pool(ws.resolve(j.few_shot_pool), ds) if j.few_shot > 0 else None
+    pool = load_pool(few_shot_pool_path(ws, j), ds) if j.few_shot > 0 else None
     problems: list[Any] = judge_fit_problems(j, provider, ds, pool)
     return problems
 
 
 @app.command()
-def judges() -> None:
-    """List the judges of this workspace."""
-    from dialbgm.config import list_judges, load_judge, load_provider
+def judges(
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="table: fits the terminal; json: a list of objects, for scripts.")
+    ] = OutputFormat.table,
+) -> None:
+    """List the judges (the workspace's and the built-in ones): provider, model, mode, input, whether
+    their key is set, and where each comes from."""
+    import shutil
+
     from dialbgm.errors import DialbgmError
+    from dialbgm.listing import as_json, as_text, judge_records
 
     try:
         ws = _workspace()
-        rows = []
-        for name in list_judges(ws):
-            try:
-                j = load_judge(ws, name)
-                p = load_provider(ws, j.provider)
-            except DialbgmError as e:  # one broken file must not hide the other judges
-                rows.append((name, "-", "-", "-", "-", "-", f"invalid: {e}"))
-                continue
-            key = p.api_key_env or "-"
-            if p.api_key_env and p.api_key_required:
-                key += " (set)" if p.api_key() else " (missing)"
-            rows.append((name, p.name, j.model or p.kind, j.mode, j.input, key, j.description))
+        records = judge_records(ws)
     except DialbgmError as e:
         _fail(e)
         return
-    from rich.console import Console
-    from rich.table import Table
+    if fmt is OutputFormat.json:
+        typer.echo(as_json(records))
+    else:
+        typer.echo(as_text(records, ws, shutil.get_terminal_size().columns))
 
-    t = Table()
-    for col in ("judge", "provider", "model", "mode", "input", "key"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("description", overflow="fold")
-    for r in rows:
-        t.add_row(*r)
-    Console().print(t)
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to make a workspace of (created if missing).")] = Path("."),
+) -> None:
+    """Write a starter workspace: a judge and a template copied to edit, an example experiment and
+    a README. Refuses to write over any file."""
+    from dialbgm.errors import DialbgmError
+    from dialbgm.starter import JUDGE, init_workspace
+    from dialbgm.workspace import builtin_root
+
+    try:
+        written = init_workspace(directory, builtin_root())
+    except DialbgmError as e:
+        _fail(e)
+        return
+    for p in written:
+        typer.echo(f"wrote {p}")
+    typer.echo(f"workspace ready: cd {directory} && dialbgm judges  (then: dialbgm render --judge {JUDGE} --item s001)")
 
 
 def _response_cache() -> Any:

@@ -214,15 +214,20 @@ def check_name(kind: str, name: Any, where: str = "") -> str:
 
 
 def list_judges(ws: Workspace) -> list[str]:
-    return sorted(p.stem for p in ws.judges_dir.glob("*.toml"))
+    return list(ws.judge_files())
+
+
+def _named_file(ws: Workspace, kind: str, files: dict[str, Path], name: str) -> Path:
+    """The file of judge or provider ``name`` (the workspace's, else the built-in one)."""
+    if name in files:
+        return files[name]
+    looked = " and ".join(str(p) for p in ws.where(f"{kind}s/{name}.toml")) or f"no {kind}s/ folder"
+    raise ConfigError(f"no {kind} {name!r} (looked for {looked}); known: {', '.join(files) or 'none'}")
 
 
 def load_provider(ws: Workspace, name: str) -> ProviderConfig:
     check_name("provider", name)
-    path = ws.providers_dir / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in ws.providers_dir.glob("*.toml")))
-        raise ConfigError(f"no provider {name!r} (looked for {path}); known: {known}")
+    path = _named_file(ws, "provider", ws.provider_files(), name)
     data = _read_toml(path)
     caps = data.pop("capabilities", {})
     if not isinstance(caps, dict):
@@ -235,9 +240,7 @@ def load_provider(ws: Workspace, name: str) -> ProviderConfig:
 
 def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None) -> JudgeConfig:
     check_name("judge", name)
-    path = ws.judges_dir / f"{name}.toml"
-    if not path.exists():
-        raise ConfigError(f"no judge {name!r} (looked for {path}); known: {', '.join(list_judges(ws))}")
+    path = _named_file(ws, "judge", ws.judge_files(), name)
     data = _read_toml(path)
     data["name"] = name
     over = overrides or {}
@@ -262,22 +265,19 @@ def _with_criteria(
     from dialbgm.criteria import CRITERIA_FILE, read_template_criteria, resolve
 
     check_template_name(judge.template, path)  # before the name becomes a path
-    folder = ws.prompts_dir / judge.template
-    if not folder.is_dir():
+    folder = next((f for f in ws.where(f"prompts/{judge.template}") if f.is_dir()), None)
+    if folder is None:
         if not raw_criteria and not raw_weights:
             # A judge that renders no prompt (random, embedding) needs no template: nothing to merge.
             return replace(judge, weights={}, criteria={})
         # A judge template holds the three files PromptSet needs; summary templates are not listed.
-        known = ", ".join(
-            sorted(
-                p.name
-                for p in ws.prompts_dir.iterdir()
-                if all((p / f).is_file() for f in ("system.j2", "user_listwise.j2", "user_pointwise.j2"))
-            )
-        )
+        from dialbgm.prompts import known_templates
+
+        known = sorted({t for d in ws.where("prompts") if d.is_dir() for t in known_templates(d)})
+        looked = ", ".join(str(d) for d in ws.where("prompts"))
         raise TemplateError(
-            f"{path}: template: no template {judge.template!r} in {ws.prompts_dir} to check its criteria "
-            f"and weights against; known: {known}"
+            f"{path}: template: no template {judge.template!r} in {looked} to check its criteria "
+            f"and weights against; known: {', '.join(known) or 'none'}"
         )
     weights, texts = resolve(
         read_template_criteria(folder), folder / CRITERIA_FILE, raw_criteria, raw_weights, path, overridden
@@ -436,7 +436,7 @@ def few_shot_pool_path(ws: Workspace, judge: JudgeConfig) -> Path:
     where = ws.judges_dir / f"{judge.name}.toml"
     if not judge.few_shot_pool.strip():
         raise ConfigError(f"{where}: few_shot_pool: must name a data file")
-    pool = ws.resolve(judge.few_shot_pool)
+    pool = ws.resolve_for_judge(judge.name, judge.few_shot_pool)
     if not pool.is_file():
         what = "is a folder, not a data file" if pool.is_dir() else "no such file"
         raise ConfigError(f"{where}: few_shot_pool: {pool}: {what}")

@@ -124,14 +124,17 @@ def cell_id(label: str, levels: dict[str, Any]) -> str:
 
 
 def resolve_experiment_path(ws: Workspace, arg: str | Path) -> Path:
-    """A path as given, else ``experiments/ARG.toml`` in the workspace."""
+    """A path as given, else ``experiments/ARG.toml`` in the workspace, else in the built-ins."""
     p = Path(arg)
     if p.exists():
         return p
-    for candidate in (ws.root / p, ws.root / "experiments" / f"{arg}.toml", ws.root / "experiments" / str(arg)):
-        if candidate.exists():
-            return candidate
-    raise ExperimentError(f"{arg}: no such experiment file (also looked in {ws.root / 'experiments'})")
+    if ws.found and (ws.root / p).exists():
+        return ws.root / p
+    for rel in (f"experiments/{arg}.toml", f"experiments/{arg}"):
+        if found := ws.find(rel):
+            return found
+    looked = " and ".join(str(d) for d in ws.where("experiments")) or "no experiments/ folder"
+    raise ExperimentError(f"{arg}: no such experiment file (also looked in {looked})")
 
 
 def load_experiment(ws: Workspace, arg: str | Path) -> Experiment:
@@ -185,7 +188,7 @@ def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experime
         raise _fail(path, f"data.{bad[0]}", "unknown key (known: path, limit)")
     if not isinstance(data["path"], str):
         raise _fail(path, "data.path", "must be a string")
-    data_path = ws.resolve(data["path"])
+    data_path = ws.resolve(data["path"], origin=path)
     if not data_path.is_file():
         raise _fail(path, "data.path", f"{data_path}: {'is a folder' if data_path.is_dir() else 'no such file'}")
     limit = _limit(data.get("limit"), path, "data.limit")

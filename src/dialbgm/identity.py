@@ -115,7 +115,7 @@ def run_identity(
     if renders_prompts(provider):
         from dialbgm.prompts import PromptSet
 
-        template_sha = PromptSet(ws.prompts_dir / judge.template).sha256
+        template_sha = PromptSet(ws.template_dir(judge.template)).sha256
     pool_sha = None
     if judge.few_shot > 0:
         pool_sha = file_sha256(few_shot_pool_path(ws, judge), what="few-shot pool")

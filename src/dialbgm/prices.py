@@ -55,16 +55,10 @@ class PriceTable:
         return f"prices v{self.version} ({self.date})" if self.path else "no price table"
 
 
-def _default_file() -> Path:
-    # The checkout this package was installed from, for workspaces that keep no price table.
-    return Path(__file__).resolve().parents[2] / PRICES_FILE
-
-
 def load_prices(ws: Workspace) -> PriceTable:
-    path = ws.root / PRICES_FILE
-    if not path.exists():
-        path = _default_file()
-    if not path.exists():
+    # The workspace's table, else the built-in one (a workspace need not keep a price table).
+    path = ws.find(PRICES_FILE.as_posix())
+    if path is None:
         return PriceTable("none", "-", None)
     try:
         with path.open("rb") as f:

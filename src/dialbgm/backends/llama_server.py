@@ -57,7 +57,8 @@ class LlamaServer:
             import llama_cpp.server  # noqa: F401  (checks the extra is installed, before spawning)
         except ImportError:
             raise ConfigError(
-                "the local judge needs llama-cpp-python[server]; run the README's set-up command"
+                "the local judge needs llama-cpp-python[server]: install the local extra with  "
+                "pip install 'dialbgm[local]'  (in a checkout: make setup)"
             ) from None
         port = _free_port()
         threads = self.provider.n_threads or max(1, os.cpu_count() or 1)
