@@ -96,7 +96,8 @@ def test_csv_keeps_unicode_line_separators_inside_cells(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     found = problems_of(path)
-    assert found == [f"{path}:6: candidates[*].rank: ranks must be a permutation of 1..2, got [1, 3]"], found
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{path}:6: candidates[*].rank: ranks must be competition ranks"), found
     path.write_text(path.read_text(encoding="utf-8").replace("c4,y,3", "c4,y,2"), encoding="utf-8")
     ds = load_dataset(path)
     first = ds.items[0]

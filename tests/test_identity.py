@@ -614,3 +614,21 @@ def test_a_missing_few_shot_pool_fails_compare_cleanly(workspace: Workspace) -> 
     result = cli.invoke(exp_app, ["compare", str(path)])
     assert result.exit_code == 2, result.output
     assert "nope.jsonl" in result.output and "no such file" in result.output
+
+
+def test_a_base_url_from_the_environment_is_part_of_the_run_identity(
+    workspace: Workspace, sample_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's base URL is in every cache key; a finished cell or --resume must see it too."""
+    from dialbgm.identity import quick_identity
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    plain = quick_identity(workspace, "gpt-4o", sample_path, 2, None)
+    assert "api_base_from_environment" not in plain.config["provider"]  # unset: the hash it had
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    proxied = quick_identity(workspace, "gpt-4o", sample_path, 2, None)
+    assert proxied.config["provider"]["api_base_from_environment"] == "http://127.0.0.1:9/v1"
+    assert proxied.config_hash != plain.config_hash
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert quick_identity(workspace, "gpt-4o", sample_path, 2, None).config_hash == plain.config_hash

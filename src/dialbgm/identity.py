@@ -122,7 +122,7 @@ def run_identity(
     summarizer = _summarizer(ws, judge)
     config: dict[str, Any] = {
         "judge": judge_record(judge),
-        "provider": provider_record(provider),
+        "provider": provider_record(provider, judge),
         "data": {"path": str(data_path), "sha256": data_sha, "limit": limit},
         "template_sha256": template_sha,
         "few_shot_pool_sha256": pool_sha,
@@ -158,13 +158,22 @@ def judge_record(judge: JudgeConfig) -> dict[str, Any]:
     return {k: v for k, v in judge.to_dict().items() if k != "description"}  # cosmetic only
 
 
-def provider_record(p: ProviderConfig) -> dict[str, Any]:
+def provider_record(p: ProviderConfig, judge: JudgeConfig | None = None) -> dict[str, Any]:
     """Every provider setting that can change an answer (the effective base URL included);
     the name of the key's variable is recorded in the manifest, never its value."""
     record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
     if not record["model_revision"]:  # unset: the record (and the config hash) is what it was before
         del record["model_revision"]
     record["api_base"] = p.effective_api_base()
+    if judge is not None and p.kind == "litellm" and not judge.api_base and not record["api_base"]:
+        # Where litellm sends when nothing names a base URL: OPENAI_BASE_URL and its kin. Part of
+        # every cache key already; here so that a finished cell or --resume sees the move too.
+        # Recorded only when set, so a run with none keeps the hash it had.
+        from dialbgm.backends.litellm_backend import base_url_from_environment
+
+        env_base = base_url_from_environment(p, judge.model)
+        if env_base:
+            record["api_base_from_environment"] = env_base
     return record
 
 
@@ -178,7 +187,7 @@ def _summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[dict[str, Any], dict
     if loaded is None:
         return None
     sj, sp, tmpl = loaded
-    config = {"judge": judge_record(sj), "provider": provider_record(sp), "template_sha256": tmpl.sha256}
+    config = {"judge": judge_record(sj), "provider": provider_record(sp, sj), "template_sha256": tmpl.sha256}
     return config, model_identity(sp)
 
 
