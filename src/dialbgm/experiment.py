@@ -376,12 +376,13 @@ CellProgress = Callable[[int, int, Cell], None]
 
 def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
     """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
-    from dialbgm.results import write_json
+    from dialbgm.results import write_json, writing
     from dialbgm.runner import quick_config_hash, run_eval
 
     root = exp.out_dir(ws)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / SPEC_FILE, exp.to_dict())
+    with writing(root / SPEC_FILE):  # an unwritable results folder is a clear error, not a traceback
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / SPEC_FILE, exp.to_dict())
     rows = []
     for k, cell in enumerate(exp.cells):
         if progress:
