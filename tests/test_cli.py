@@ -23,6 +23,7 @@ def test_eval_prints_metrics_and_writes_the_run(workspace: Workspace, tmp_path: 
     for word in ("Hit@1", "Kendall tau-b", "95% CI", "failed items: 0"):
         assert word in res.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # the writer's lock: a second writer of the folder is refused (see results.RunLock)
         "items.jsonl",
         "journal.jsonl",
         "manifest.json",

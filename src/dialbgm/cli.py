@@ -77,9 +77,24 @@ def _workspace() -> Any:
     return find_workspace()
 
 
+def _not_with_resume(given: dict[str, bool]) -> None:
+    """--resume takes the judge, data, limit and folder recorded in the run: an option that it
+    would not honour is refused, not silently dropped."""
+    from dialbgm.errors import ConfigError
+
+    ignored = [name for name, was_given in given.items() if was_given]
+    if ignored:
+        raise ConfigError(
+            f"--resume finishes the run as it was started and does not take {', '.join(ignored)}; "
+            "drop them (to change them, start a new run)"
+        )
+
+
 @app.command("eval")
 def eval_cmd(
-    judge: JudgeOpt = "local",
+    judge: Annotated[
+        str | None, typer.Option("--judge", "-j", help="Judge name (a file in judges/); default: local.")
+    ] = None,
     data: DataOpt = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N items.", min=1)] = None,
     out: Annotated[Path | None, typer.Option(help="Write the run's files into this folder.")] = None,
@@ -113,6 +128,12 @@ def eval_cmd(
     from dialbgm.runner import run_eval
 
     try:
+        if resume is not None:
+            _not_with_resume(
+                {"--judge": judge is not None, "--data": data is not None, "--limit": limit is not None}
+                | {"--out": out is not None, "--force": force}
+            )
+        judge = judge or "local"
         ws = _workspace()
         # A path on the command line is relative to the current folder (recorded absolute, so
         # that --resume from another folder opens the same file).
@@ -144,6 +165,9 @@ def eval_cmd(
     except DialbgmError as e:
         _fail(e)
         return
+    except OSError as e:  # a file or folder outside the run's own (the cache, the workspace)
+        _fail(RuntimeError(f"{f'{e.filename}: ' if e.filename else ''}{e.strerror or e}"))
+        return
     except KeyboardInterrupt:
         typer.secho(
             "\ninterrupted: every finished call is recorded; finish with  dialbgm eval --resume <run folder>",
@@ -153,6 +177,15 @@ def eval_cmd(
         raise typer.Exit(130) from None
     print_run(result.manifest, result.metrics, str(result.out_dir))
     _warn(result.manifest.get("warnings", []))
+    m = result.metrics
+    if m["n_total"] and not m["n_items"]:  # failures are data, but a run with no data is a failed run
+        failed = ", ".join(f"{k}={v}" for k, v in m["failed_by_status"].items())
+        typer.secho(
+            f"error: no item could be scored ({failed}); the most frequent error: {result.top_error}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _warn(messages: list[str]) -> None:

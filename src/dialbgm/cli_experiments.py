@@ -87,7 +87,12 @@ def _print_result(result: dict[str, Any]) -> None:
         vals = []
         for m in METRICS:
             x = r["metrics"][m]
-            vals.append("-" if x["mean"] is None else f"{x['mean']:.3f} [{x['ci_low']:.2f}, {x['ci_high']:.2f}]")
+            if x["mean"] is None:
+                vals.append("-")
+            elif r["n_items"] == 1:  # one item: no interval (a bootstrap of one value is the value)
+                vals.append(f"{x['mean']:.3f}")
+            else:
+                vals.append(f"{x['mean']:.3f} [{x['ci_low']:.2f}, {x['ci_high']:.2f}]")
         t.add_row(
             r["cell_id"],
             f"{r['n_items']}/{r['n_total']}",

@@ -559,10 +559,11 @@ def bias_table(cells: list[CellData]) -> list[dict[str, Any]]:
 
 
 def write_comparison(path: Path, result: dict[str, Any]) -> Path:
-    from dialbgm.results import write_json
+    from dialbgm.results import write_json, writing
 
     out = path / COMPARISON_FILE
-    write_json(out, result)
+    with writing(out):
+        write_json(out, result)
     return out
 
 

@@ -9,6 +9,7 @@ cache (successes only) and appended to the run's journal before the next is coun
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dialbgm.audio_input import audio_seconds, text_chars
 from dialbgm.backends import Backend
 from dialbgm.cache import ResponseCache
 from dialbgm.config import ProviderConfig
+from dialbgm.errors import ProviderError
 from dialbgm.journal import JournalWriter
 from dialbgm.ratelimit import RateLimiter
 from dialbgm.request import Request, Response
@@ -31,6 +33,8 @@ class UnitOutcome:
     latency_s: float | None
     error: str | None = None
     attempts: int = 0
+    permanent: str | None = None
+    """For a failure a retry cannot fix, what identifies its kind (never recorded)."""
 
     def to_record(self, unit_id: str, cache_key: str) -> dict[str, Any]:
         return {
@@ -120,8 +124,30 @@ async def _call_one(
             attempt, max_attempts=provider.max_attempts, max_seconds=provider.max_retry_seconds, on_retry=on_retry
         )
         return UnitOutcome(resp, False, time.perf_counter() - t0, None, attempts)
-    except (RetryableError, PermanentError) as e:
+    except RetryableError as e:
         return UnitOutcome(None, False, time.perf_counter() - t0, str(e), attempts)
+    except PermanentError as e:
+        return UnitOutcome(None, False, time.perf_counter() - t0, str(e), attempts, _kind(e))
+
+
+def _kind(e: PermanentError) -> str:
+    # Request ids and counts differ between otherwise identical errors (e.g. "req_8f3a...").
+    return f"{e.status}:{re.sub(r'[0-9a-fA-F]*[0-9][0-9a-fA-F]*', '#', str(e))}"
+
+
+# After this many calls in a row end with the same error that a retry cannot fix (a wrong key,
+# an unknown model), the others would too: the run stops and says why instead of paying for them.
+STOP_AFTER_IDENTICAL = 5
+
+
+class RepeatedFailure(ProviderError):
+    """Raised by :func:`run_calls` when :data:`STOP_AFTER_IDENTICAL` calls in a row failed alike
+    (a :class:`ProviderError`: where no caller adds more, e.g. writing summaries, the CLI prints it)."""
+
+    def __init__(self, n: int, error: str) -> None:
+        super().__init__(f"{n} calls in a row failed with the same error, which a retry cannot fix: {error}")
+        self.n = n
+        self.error = error
 
 
 def run_calls(
@@ -135,15 +161,33 @@ def run_calls(
     progress: Progress,
     on_outcome: Callable[[int, UnitOutcome], None],
     on_progress: ProgressFn | None = None,
+    stop_after: int = STOP_AFTER_IDENTICAL,
 ) -> int:
     """Call every (index, unit id, request) in ``work``, handing each outcome to ``on_outcome``
     as it ends (nothing is accumulated here: a long run's replies go straight out). ``work`` is
-    consumed lazily, so requests can be rendered as workers take them. Returns the calls made."""
+    consumed lazily, so requests can be rendered as workers take them. Returns the calls made.
+
+    Raises :class:`RepeatedFailure` once ``stop_after`` calls in a row failed with the same
+    permanent error. Such failures are recorded only when the streak breaks (a success or another
+    error), so after a stop they are not in the journal and a ``--resume`` calls them again."""
     if n_work == 0:  # a fully cached run needs no event loop
         return 0
     queue = iter(work)
     made = 0
     store = cache is not None and backend.cacheable
+    held: list[tuple[int, str, str, int, UnitOutcome]] = []  # the current streak of alike permanent failures
+
+    def record(i: int, unit_id: str, key: str, attempt: int, outcome: UnitOutcome) -> None:
+        if journal is not None:
+            entry = outcome.to_record(unit_id, key)
+            if attempt:  # a re-ask: --resume must know which asking this record answers
+                entry["attempt"] = attempt
+            journal.append(entry)
+        on_outcome(i, outcome)
+
+    def release_held() -> None:
+        while held:
+            record(*held.pop(0))
 
     async def worker(limiter: RateLimiter) -> None:
         nonlocal made
@@ -151,17 +195,21 @@ def run_calls(
             outcome = await _call_one(backend, provider, limiter, request, progress)
             if outcome.response is not None and store and cache is not None:
                 cache.put(request, outcome.response)
-            if journal is not None:
-                record = outcome.to_record(unit_id, request.cache_key())
-                if request.attempt:  # a re-ask: --resume must know which asking this record answers
-                    record["attempt"] = request.attempt
-                journal.append(record)
-            on_outcome(i, outcome)
             made += 1
             progress.calls += 1
             progress.done += 1
             if outcome.response is None:
                 progress.failed += 1
+            entry = (i, unit_id, request.cache_key(), request.attempt, outcome)
+            if outcome.permanent is not None:
+                if held and held[-1][4].permanent != outcome.permanent:
+                    release_held()
+                held.append(entry)
+                if len(held) >= stop_after:
+                    raise RepeatedFailure(len(held), outcome.error or "")
+            else:
+                release_held()
+                record(*entry)
             if on_progress:
                 on_progress(progress)
 
@@ -169,6 +217,7 @@ def run_calls(
         # Created inside the loop: its asyncio.Lock belongs to this run's event loop.
         limiter = RateLimiter(provider.rpm, provider.tpm)
         await asyncio.gather(*(worker(limiter) for _ in range(max(1, min(provider.concurrency, n_work)))))
+        release_held()
 
     asyncio.run(main())
     return made

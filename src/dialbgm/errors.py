@@ -80,3 +80,8 @@ class ProviderError(DialbgmError):
 
 class ResultsError(InputError):
     """A results folder cannot be written or read as asked."""
+
+
+class RunStoppedError(DialbgmError):
+    """A run stopped before its end (its folder became unwritable, or every call was failing the
+    same way); its journal keeps every call finished before, and ``--resume`` finishes it."""

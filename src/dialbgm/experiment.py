@@ -488,14 +488,15 @@ def cell_state(ws: Workspace, exp: Experiment, cell: Cell) -> CellState:
 
 def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
     """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
-    from dialbgm.results import write_json
+    from dialbgm.results import write_json, writing
     from dialbgm.runner import run_eval
 
     # Every cell's identity first: a cell whose files are broken fails before any other cell runs.
     states = [cell_state(ws, exp, cell) for cell in exp.cells]
     root = exp.out_dir(ws)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / SPEC_FILE, exp.to_dict())
+    with writing(root / SPEC_FILE):  # an unwritable results folder is a clear error, not a traceback
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / SPEC_FILE, exp.to_dict())
     rows = []
     for k, (cell, state) in enumerate(zip(exp.cells, states, strict=True)):
         if progress:

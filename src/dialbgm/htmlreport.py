@@ -656,7 +656,9 @@ def write_report_checked(
 
 
 def _write_text(path: Path, text: str) -> None:
-    # Written beside and renamed into place, so a reader never sees half a report.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # Written beside and renamed into place, so a reader never sees half a report; a folder that
+    # cannot be written is the user's error (exit 2), not a traceback.
+    from dialbgm.results import atomic_file, writing
+
+    with writing(path), atomic_file(path) as f:
+        f.write(text)

@@ -10,13 +10,15 @@ loses at most that second). A torn last line (killed mid-write) is ignored on re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from dialbgm.errors import ResultsError
 from dialbgm.results import atomic_file
 
 PLAN = "plan.json"
@@ -37,7 +39,15 @@ def write_plan(out_dir: Path, plan: dict[str, Any], units: Iterable[tuple[str, s
 
 
 def read_plan(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / PLAN).read_text(encoding="utf-8"))
+    path = run_dir / PLAN
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read: {e.strerror or e}") from e
+    except ValueError as e:  # a plan is written atomically: this one was damaged afterwards
+        raise ResultsError(f"{path}: not a dialbgm plan ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("args"), dict) or "config_hash" not in data:
+        raise ResultsError(f"{path}: not a dialbgm plan (no args or config_hash)")
     return data
 
 
@@ -57,30 +67,48 @@ def iter_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
 
 
 class JournalWriter:
+    """Appends records to ``journal.jsonl``, one ``write(2)`` each on an ``O_APPEND`` descriptor:
+    nothing waits in a user-space buffer, so what the process loses when it dies is only what it
+    had not yet written, and a failed write (a full disk) surfaces on that record's own call."""
+
     def __init__(self, run_dir: Path) -> None:
         path = run_dir / JOURNAL
-        # A torn last line from a killed run would glue onto the next record: end it first.
-        if path.exists() and path.stat().st_size > 0:
-            with path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-            if torn:
-                with path.open("ab") as f:
-                    f.write(b"\n")
-        self._f: IO[str] = path.open("a", encoding="utf-8")
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            # A torn last line from a killed run would glue onto the next record: end it first.
+            size = os.fstat(self._fd).st_size
+            if size > 0 and os.pread(self._fd, 1, size - 1) != b"\n":
+                _write_all(self._fd, b"\n")
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._synced = time.monotonic()
 
     def append(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._f.flush()
+        _write_all(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         now = time.monotonic()
         # An fsync per line would cap a 64-way run at the disk's sync rate; once a second
-        # bounds what a power loss can take, and the process's own death takes nothing flushed.
+        # bounds what a power loss can take, and the process's own death takes nothing written.
         if now - self._synced >= 1.0:
-            os.fsync(self._f.fileno())
+            os.fsync(self._fd)
             self._synced = now
 
     def close(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+        if self._fd < 0:
+            return
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def abandon(self) -> None:
+        """Close without raising (the run is already failing; what was written stays)."""
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -39,7 +39,8 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
         table.add_row(
             LABELS[m],
             "-" if mean is None else f"{mean:.3f}",
-            "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+            # One item has no spread to resample: its "interval" would be the point itself.
+            "-" if ci is None else "n/a (1 item)" if metrics["n_items"] == 1 else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
             "" if chance is None else f"{chance:.3f}",
         )
     console.print(table)

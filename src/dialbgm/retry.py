@@ -25,7 +25,12 @@ class RetryableError(Exception):
 
 
 class PermanentError(Exception):
-    """A failure that a retry cannot fix (bad request, auth, unknown model)."""
+    """A failure that a retry cannot fix (bad request, auth, unknown model, an error raised on
+    this side before anything was sent)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_retry_after(value: str | None) -> float | None:

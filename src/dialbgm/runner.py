@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,10 +31,10 @@ from dialbgm.config import (
     stable_hash,
 )
 from dialbgm.data import Dataset, load_dataset
-from dialbgm.engine import Progress, ProgressFn, UnitOutcome, run_calls
-from dialbgm.errors import ConfigError, JudgeDataError, ResultsError
+from dialbgm.engine import Progress, ProgressFn, RepeatedFailure, UnitOutcome, run_calls
+from dialbgm.errors import ConfigError, JudgeDataError, ResultsError, RunStoppedError
 from dialbgm.identity import RunIdentity, item_sha256, quick_identity, run_identity
-from dialbgm.journal import JournalWriter, iter_journal, read_plan, write_plan
+from dialbgm.journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
 from dialbgm.parse import PARSER_VERSION, Parsed, listwise_schema, parse_reply, pointwise_schema
 from dialbgm.plan import FewShotPool, Unit, build_units, judge_fit_problems, load_pool
 from dialbgm.prompts import PromptSet, labels_for
@@ -39,9 +42,15 @@ from dialbgm.redact import REDACTED, redact
 from dialbgm.request import Request, Response
 from dialbgm.results import (
     JsonlWriter,
+    RunLock,
+    cannot_write,
+    check_out_dir,
+    drop_replaced,
     git_state,
+    new_run_dir,
     package_versions,
     prepare_out_dir,
+    restore_replaced,
     utc_now,
     write_json,
     write_jsonl,
@@ -124,6 +133,8 @@ class RunResult:
     out_dir: Path
     metrics: dict[str, Any]
     manifest: dict[str, Any]
+    top_error: str | None = None
+    """The most frequent error among the failed items (for the CLI's message), if any failed."""
 
 
 def prepare(
@@ -571,7 +582,79 @@ def run_eval(
     arrived but failed (``parse_error``, ``truncated``, ``refused``) is asked again as a new
     attempt (see :func:`reask`). ``carried_attempts`` starts units at the attempts an earlier run
     of the same config reached (see :func:`carry_attempts`).
+
+    The run's folder is locked from before its first write (for ``resume``: from the start) to
+    the end, so a second process writing the same folder stops with a clear error instead.
     """
+    held: list[RunLock] = []
+    try:
+        return _run_eval(
+            ws,
+            judge_name,
+            data_path,
+            held,
+            out_dir=out_dir,
+            limit=limit,
+            overrides=overrides,
+            force=force,
+            use_cache=use_cache,
+            progress=progress,
+            provider_overrides=provider_overrides,
+            resume=resume,
+            retry_failed=retry_failed,
+            retry_statuses=retry_statuses,
+            carried_attempts=carried_attempts,
+        )
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _check_recordable(config: dict[str, Any]) -> None:
+    """The plan must be written before the first call (and before an earlier run is moved
+    aside): a value JSON cannot hold (NaN, infinity) is refused here, by name."""
+    import math
+
+    bad = [k for k, v in _flatten(config).items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: must be a finite number (NaN and infinity cannot be recorded)")
+
+
+def _stopped(out_dir: Path, why: str) -> RunStoppedError:
+    """A run that cannot go on: one message, which says what the journal still holds."""
+    if (out_dir / JOURNAL).exists():
+        then = (
+            f"every call finished before this is recorded in {out_dir / JOURNAL}, which is intact; "
+            f"fix the cause, then finish the run with:  dialbgm eval --resume {out_dir}"
+        )
+    else:
+        then = f"{out_dir / JOURNAL} is gone, so nothing of this run can be resumed; start it again"
+    return RunStoppedError(f"{why}\n{then}")
+
+
+def _write_failure(out_dir: Path, e: OSError) -> RunStoppedError:
+    where = f" ({e.filename})" if e.filename else ""
+    return _stopped(out_dir, f"the run stopped: writing its files failed{where}: {e.strerror or e}")
+
+
+def _run_eval(
+    ws: Workspace,
+    judge_name: str,
+    data_path: Path,
+    held: list[RunLock],
+    *,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    provider_overrides: dict[str, Any] | None = None,
+    resume: Path | None = None,
+    retry_failed: bool = False,
+    retry_statuses: Collection[str] = (),
+    carried_attempts: Mapping[str, int] | None = None,
+) -> RunResult:
     statuses = _retry_set(retry_failed, retry_statuses)
     started = utc_now()
     t0 = time.perf_counter()
@@ -579,6 +662,8 @@ def run_eval(
     if resume is not None:
         if not (resume / "plan.json").exists():
             raise ResultsError(f"--resume {resume}: no plan.json there (not a dialbgm run folder)")
+        # Held to the end: a run that another process is still writing is not resumed under it.
+        held.append(RunLock(resume).acquire())
         stored_plan = read_plan(resume)
         args = stored_plan["args"]
         judge_name, data_path, limit = args["judge"], Path(args["data"]), args["limit"]
@@ -598,6 +683,11 @@ def run_eval(
         raise ConfigError(
             "--retry-failed / --retry-status re-attempt the failed calls of a run: use it with --resume RUN"
         )
+    if resume is None:
+        # Recorded absolute, so that --resume finds the data from any folder.
+        data_path = Path(os.path.abspath(data_path))
+        if out_dir is not None:
+            check_out_dir(out_dir, force)  # an occupied --out fails before any summary is paid for
 
     def plan(summaries_from: SummaryPlan | None = None) -> Prepared:
         # Summaries a summarizer must write are left pending: they are paid for below, only after
@@ -619,21 +709,30 @@ def run_eval(
     config, config_hash = identity.config, identity.config_hash
     if resume is not None and stored_plan is not None:
         _refuse_if_changed(resume, stored_plan, config)
+    _check_recordable(config)
+    default_out = out_dir is None
     if out_dir is None:
         stamp = started.replace(":", "").replace("-", "")[:15]
-        out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"
+        out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"  # made unique below
 
     cache = ResponseCache(ws.cache_dir) if use_cache else None
     journal: JournalWriter | None = None
     # On the workspace's disk: /tmp may be memory (tmpfs), which would defeat the spool.
     spool = OutcomeSpool(len(prep.units), directory=ws.root)
+    aside: Path | None = None  # an earlier run that --force moved out of the way
+    created: Path | None = None  # the default folder, once this run has made it
+    planned = resume is not None  # from here on, a failure leaves a run that --resume can finish
     try:
         misses, resumed = _gather(
             prep, cache, spool, out_dir if resume is not None else None, statuses, carried_attempts
         )
         check_can_call(prep, misses)
         if resume is None:
-            prepare_out_dir(out_dir, force)
+            # Everything has been checked: only now is an existing folder touched.
+            if default_out:
+                out_dir = created = new_run_dir(out_dir.parent, out_dir.name)
+            lock, aside = prepare_out_dir(out_dir, force)
+            held.append(lock)
         if prep.pending_summaries is not None:
             # The first summary call happens here, after every check above; then the run is planned
             # again with the summaries in place of their placeholders.
@@ -662,6 +761,7 @@ def run_eval(
                 },
                 ((u.unit_id, k) for u, k in zip(prep.units, prep.keys, strict=True)),
             )
+            planned = True
         journal = JournalWriter(out_dir)
         state = Progress(
             total=len(prep.units),
@@ -687,7 +787,7 @@ def run_eval(
             journal = None
         if spool.filled != len(prep.units):  # every unit ends with an outcome, or the run must not report
             raise ResultsError(f"internal error: {len(prep.units) - spool.filled} unit(s) have no outcome")
-        return _finish(
+        result = _finish(
             ws,
             prep,
             identity,
@@ -698,10 +798,24 @@ def run_eval(
             t0,
             {"resumed_units": resumed, "called_now": called},
         )
+        drop_replaced(out_dir)  # committed: a run that --force replaced can go now
+        return result
+    except RepeatedFailure as e:
+        raise _stopped(out_dir, f"the run stopped: {e}") from None
+    except BaseException as e:
+        if not planned:  # the new run wrote nothing: the earlier one is put back, an empty new folder removed
+            restore_replaced(out_dir, aside)
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise cannot_write(Path(e.filename) if e.filename else out_dir, e) from e
+        elif isinstance(e, OSError):  # the disk filled up, or the folder went away or read-only, mid-run
+            raise _write_failure(out_dir, e) from e
+        raise
     finally:
         prep.backend.close()
         if journal is not None:
-            journal.close()
+            journal.abandon()
         if cache is not None:
             cache.close()
         spool.close()
@@ -778,7 +892,8 @@ def _finish(
     write_jsonl(out_dir / "items.jsonl", items)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
-    return RunResult(out_dir, metrics, manifest)
+    errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))
+    return RunResult(out_dir, metrics, manifest, errors.most_common(1)[0][0] if errors else None)
 
 
 def render_item(

@@ -128,7 +128,8 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
         failed_by_status=dict(sorted(failed_by.items())),
         units_by_status=dict(sorted(units.by_status.items())),
         ci95=cis,
-        chance=chance_levels([i.human_ranks for i in dataset]),
+        # Over the items the means are over: a failed item's ranks must not move the chance line.
+        chance=chance_levels([i.human_ranks for i, r in zip(dataset, items, strict=True) if r["status"] == "ok"]),
         aggregation=judge.aggregation,
         judgements_per_item=_judgements_per_item(judge, dataset),
         notes={

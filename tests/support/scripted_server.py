@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ class Reply:
     (answer only after ``stall_s``), "truncate" (promise more body than is sent), "invalid_json"."""
     stall_s: float = 0.0
     body: dict[str, Any] | None = None
-    """Sent as the whole JSON body instead of a completion built from the fields above."""
+    """Sent as the whole JSON body instead of a completion built from the fields above (or, with
+    an error ``status``, instead of the generic error body)."""
     logprobs: list[dict[str, Any]] | None = None
     """OpenAI-format token log-probabilities ({"token", "logprob", "top_logprobs"}), sent if set."""
     model: str | None = None
@@ -60,6 +62,13 @@ def _gemini_body(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 resets connections when 64 clients connect at once.
     request_queue_size = 512
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a call cancelled when its run stops) is not the server's error,
+        # and its traceback on stderr would be mistaken for the client's output.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class ScriptedOpenAIServer:
@@ -100,11 +109,8 @@ class ScriptedOpenAIServer:
                 if reply.fault is not None and self._fault(reply):
                     return
                 if reply.status != 200:
-                    self._send(
-                        reply.status,
-                        {"error": {"message": "scripted error", "type": "scripted", "code": reply.status}},
-                        reply.headers,
-                    )
+                    error = {"error": {"message": "scripted error", "type": "scripted", "code": reply.status}}
+                    self._send(reply.status, reply.body or error, reply.headers)
                     return
                 if reply.body is not None:
                     self._send(200, reply.body)

@@ -1,17 +1,16 @@
 """The offline default judge's server: llama.cpp's OpenAI-compatible server on loopback.
 
 Started on the first cache miss only (a cached re-run never loads the model), on a free port,
-and stopped when the run ends. litellm reaches it as ``openai/<alias>`` with its base URL, the
-same code path as any vLLM, Ollama or llama.cpp server a user runs.
+and stopped when the run ends; tethered to the dialbgm process (:mod:`.tethered`), so it dies
+with it even on ``kill -9``, and its log has no name on disk. litellm reaches it as
+``openai/<alias>`` with its base URL, the same code path as any vLLM, Ollama or llama.cpp
+server a user runs.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dialbgm.backends.embedding import packaged_file
+from dialbgm.backends.tethered import Tethered
 from dialbgm.config import ProviderConfig
 from dialbgm.errors import ConfigError, ProviderError
 
@@ -47,10 +47,8 @@ class LlamaServer:
         self.provider = provider
         self.model_path = model_path
         self.alias = alias
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Tethered | None = None
         self.base_url: str | None = None
-        # Kept open for the server's lifetime (the child writes to it), closed in stop().
-        self._log = tempfile.NamedTemporaryFile(prefix="dialbgm-llama-", suffix=".log", delete=False)  # noqa: SIM115
 
     def start(self) -> str:
         try:
@@ -62,10 +60,7 @@ class LlamaServer:
             ) from None
         port = _free_port()
         threads = self.provider.n_threads or max(1, os.cpu_count() or 1)
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
+        args = [
             "--model",
             str(self.model_path),
             "--model_alias",
@@ -81,12 +76,14 @@ class LlamaServer:
             "--verbose",
             "False",
         ]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = proc = Tethered("llama_cpp.server", args)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.provider.startup_timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ProviderError(f"llama.cpp server exited with {self.proc.returncode}:\n{self._tail()}")
+            if (code := proc.poll()) is not None:
+                tail = proc.tail()
+                self.stop()
+                raise ProviderError(f"llama.cpp server exited with {code}:\n{tail}")
             try:
                 with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
                     if r.status == 200:
@@ -94,21 +91,11 @@ class LlamaServer:
                         return self.base_url
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)
+        tail = proc.tail()
         self.stop()
-        raise ProviderError(f"llama.cpp server not ready after {self.provider.startup_timeout:.0f} s:\n{self._tail()}")
-
-    def _tail(self) -> str:
-        self._log.flush()
-        return Path(self._log.name).read_text(errors="replace")[-2000:]
+        raise ProviderError(f"llama.cpp server not ready after {self.provider.startup_timeout:.0f} s:\n{tail}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            self.proc.stop()
         self.proc = None
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
