@@ -320,4 +320,4 @@ def test_resume_after_the_data_file_moved_is_a_clear_error(workspace: Workspace,
     (tmp_path / "r" / "manifest.json").unlink()  # as if interrupted
     data.unlink()
     # Before: FileNotFoundError from hashing the data file for the config check.
-    refused(["eval", "--resume", str(tmp_path / "r")], f"data {data}: no such file")
+    refused(["eval", "--resume", str(tmp_path / "r")], f"{data}: <file>: no such file")

@@ -209,7 +209,7 @@ def test_eval_resume_and_compare_share_one_identity(workspace: Workspace, sample
     from dialbgm.prompts import PromptSet, readable_files
 
     folder = workspace.prompts_dir / "weighted_criteria"
-    assert [n for n, _ in readable_files(folder)] == sorted(PromptSet.FILES)
+    assert [n for n, _ in readable_files(folder)] == sorted((*PromptSet.FILES, *PromptSet.OPTIONAL))
 
 
 def test_a_new_model_file_makes_compare_run_the_cell_again(

@@ -25,6 +25,7 @@ STARTER = [
     "judges/my-judge.toml",
     "prompts/my_criteria/criteria.toml",
     "prompts/my_criteria/system.j2",
+    "prompts/my_criteria/template.toml",
     "prompts/my_criteria/user_listwise.j2",
     "prompts/my_criteria/user_pointwise.j2",
 ]
@@ -58,7 +59,7 @@ def test_init_writes_a_workspace_that_dialbgm_then_uses(elsewhere: Path, monkeyp
     study = elsewhere / "study"
     assert _files(study) == STARTER
     assert (study / "providers").is_dir() and not any((study / "providers").iterdir())
-    for name in ("criteria.toml", "system.j2", "user_listwise.j2", "user_pointwise.j2"):
+    for name in ("criteria.toml", "system.j2", "template.toml", "user_listwise.j2", "user_pointwise.j2"):
         assert (study / "prompts" / "my_criteria" / name).read_bytes() == (
             ROOT / "prompts" / "weighted_criteria" / name
         ).read_bytes()

@@ -271,7 +271,7 @@ def test_resume_after_the_pool_is_gone_exits_2(workspace: Workspace, tmp_path: P
     pool.unlink()
     res = runner.invoke(app, ["eval", "--resume", str(tmp_path / "r"), "-q"])
     assert res.exit_code == 2, res.output
-    assert f"few-shot pool {pool}: cannot be read" in res.output
+    assert f"few_shot_pool: {pool}: no such file" in res.output
 
 
 # ---------------------------------------------------------------- summarizer template per judge
@@ -309,7 +309,7 @@ def test_a_judge_chooses_its_summarizer_template(workspace: Workspace, tmp_path:
         workspace, "random", workspace.sample_data, None, over | {"summarizer_template": "summarize"}
     )
     assert h_short != h_default
-    with pytest.raises(ConfigError, match="no summary template 'nope'"):
+    with pytest.raises(ConfigError, match="no template 'nope'"):
         prepare(workspace, "random", workspace.sample_data, overrides=over | {"summarizer_template": "nope"})
 
 

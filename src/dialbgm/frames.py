@@ -77,8 +77,33 @@ def _pandas() -> Any:
     return pandas
 
 
+class _Tables:
+    """The three tables of a run or an experiment, each built from ``records`` the first time."""
+
+    def records(self, table: Table) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def columns(self, table: Table) -> list[str]:
+        raise NotImplementedError
+
+    def frame(self, table: Table) -> pd.DataFrame:
+        return to_frame(self.records(table), self.columns(table))
+
+    @cached_property
+    def items(self) -> pd.DataFrame:
+        return self.frame("items")
+
+    @cached_property
+    def units(self) -> pd.DataFrame:
+        return self.frame("units")
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        return self.frame("metrics")
+
+
 @dataclass(frozen=True)
-class Run:
+class Run(_Tables):
     """One run folder, read lazily: a table is built the first time it is asked for."""
 
     path: Path
@@ -117,24 +142,9 @@ class Run:
         """The stated leading columns of ``table`` (newer fields follow them)."""
         return list(_COLUMNS[table])
 
-    def frame(self, table: Table) -> pd.DataFrame:
-        return to_frame(self.records(table), self.columns(table))
-
-    @cached_property
-    def items(self) -> pd.DataFrame:
-        return self.frame("items")
-
-    @cached_property
-    def units(self) -> pd.DataFrame:
-        return self.frame("units")
-
-    @cached_property
-    def metrics(self) -> pd.DataFrame:
-        return self.frame("metrics")
-
 
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(_Tables):
     """An experiment folder: its spec and one :class:`Run` per cell, in the spec's order."""
 
     path: Path
@@ -155,26 +165,11 @@ class Experiment:
     def columns(self, table: Table) -> list[str]:
         return ["cell_id", *(f"level.{k}" for k in self._level_names()), *_COLUMNS[table]]
 
-    def frame(self, table: Table) -> pd.DataFrame:
-        return to_frame(self.records(table), self.columns(table))
-
     def _level_names(self) -> list[str]:
         names: list[str] = []
         for run in self.cells.values():
             names.extend(k for k in run.levels if k not in names)
         return names
-
-    @cached_property
-    def items(self) -> pd.DataFrame:
-        return self.frame("items")
-
-    @cached_property
-    def units(self) -> pd.DataFrame:
-        return self.frame("units")
-
-    @cached_property
-    def metrics(self) -> pd.DataFrame:
-        return self.frame("metrics")
 
 
 _ITEM_COLUMNS = ["item_id", "status", "error", "n_candidates", "n_units", *METRICS, "scores", "human_ranks"]
