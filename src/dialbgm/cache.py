@@ -216,6 +216,12 @@ class ResponseCache:
         remove_damaged_copies(self.place)
         return removed
 
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Add this process's hits and misses to the totals (one write) and say what went wrong."""
         store, self._store = self._store, None

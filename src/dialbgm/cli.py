@@ -423,11 +423,8 @@ def cache_stats() -> None:
     from dialbgm.errors import DialbgmError
 
     try:
-        c = _response_cache()
-        try:
+        with _response_cache() as c:
             s = c.stats()
-        finally:
-            c.close()
     except DialbgmError as e:
         _fail(e)
         return
@@ -454,11 +451,8 @@ def cache_verify(
     from dialbgm.errors import DialbgmError
 
     try:
-        c = _response_cache()
-        try:
+        with _response_cache() as c:
             report = c.verify(fix=fix)
-        finally:
-            c.close()
     except CacheError as e:
         if not e.corrupt:
             _fail(e)
@@ -519,8 +513,7 @@ def cache_prune(
         typer.secho(f"error: --older-than {older_than!r}: use a number with d, h, m or s (e.g. 30d)", err=True)
         raise typer.Exit(2) from None
     try:
-        c = _response_cache()
-        try:
+        with _response_cache() as c:
             old = c.older_than(seconds)
             total = c.stats().entries
             prompt = (
@@ -530,8 +523,6 @@ def cache_prune(
                 raise typer.Exit(1)
             removed = c.remove(old)
             left = c.stats().entries
-        finally:
-            c.close()
     except DialbgmError as e:
         _fail(e)
         return
@@ -545,8 +536,7 @@ def cache_clear(yes: YesOpt = False) -> None:
     from dialbgm.errors import DialbgmError
 
     try:
-        c = _response_cache()
-        try:
+        with _response_cache() as c:
             damaged: str | None = None
             try:
                 prompt = f"delete {c.stats().entries} cached responses in {c.directory}?"
@@ -558,8 +548,6 @@ def cache_clear(yes: YesOpt = False) -> None:
             if not yes and not typer.confirm(prompt):
                 raise typer.Exit(1)
             removed = c.clear()
-        finally:
-            c.close()
     except DialbgmError as e:
         _fail(e)
         return

@@ -24,6 +24,7 @@ from dialbgm.cache import ResponseCache
 from dialbgm.config import (
     JudgeConfig,
     ProviderConfig,
+    check_recordable,
     few_shot_pool_path,
     load_judge,
     load_provider,
@@ -610,16 +611,6 @@ def run_eval(
             lock.release()
 
 
-def _check_recordable(config: dict[str, Any]) -> None:
-    """The plan must be written before the first call (and before an earlier run is moved
-    aside): a value JSON cannot hold (NaN, infinity) is refused here, by name."""
-    import math
-
-    bad = [k for k, v in _flatten(config).items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"{', '.join(bad)}: must be a finite number (NaN and infinity cannot be recorded)")
-
-
 def _stopped(out_dir: Path, why: str) -> RunStoppedError:
     """A run that cannot go on: one message, which says what the journal still holds."""
     if (out_dir / JOURNAL).exists():
@@ -709,7 +700,9 @@ def _run_eval(
     config, config_hash = identity.config, identity.config_hash
     if resume is not None and stored_plan is not None:
         _refuse_if_changed(resume, stored_plan, config)
-    _check_recordable(config)
+    # The plan is written before the first call and before an earlier run is moved aside: a value
+    # JSON cannot hold (NaN, infinity) from any source is refused here, by name.
+    check_recordable(config, "the run's config")
     default_out = out_dir is None
     if out_dir is None:
         stamp = started.replace(":", "").replace("-", "")[:15]
