@@ -3,7 +3,7 @@
 ``judges/ providers/ prompts/ experiments/ prices/ data/`` stay at the top of the repository (the
 layout the README documents, and what an editable install reads as its built-ins). Building a
 wheel copies them into ``dialbgm/builtin/``, which an installed dialbgm reads as its built-ins
-(``dialbgm.workspace``), so no file is kept twice in git. Generated clips (``data/clips/``) are
+(``dialbgm.config._workspace``), so no file is kept twice in git. Generated clips (``data/clips/``) are
 left out. The sdist carries the folders through ``MANIFEST.in``. Everything else is in
 ``pyproject.toml``.
 """
@@ -18,7 +18,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 FOLDERS = ("judges", "providers", "prompts", "experiments", "prices", "data")
-GENERATED = ("data/clips",)  # rendered at set-up (python -m dialbgm.sample_music), never shipped
+GENERATED = ("data/clips",)  # rendered at set-up (python -m dialbgm_tools.sample_music), never shipped
 TARGET = Path("dialbgm") / "builtin"
 
 

@@ -52,7 +52,7 @@ def make_pool_clip(args: tuple[int, str]) -> str:
 
     index, folder = args
     frames = round(SOURCE_SECONDS * RATE)
-    from dialbgm.sample_music import PIECES, compose, render
+    from dialbgm_tools.sample_music import PIECES, compose, render
 
     if index < len(PIECES):
         x = render(compose(PIECES[index]), SOURCE_SECONDS, RATE)
@@ -97,7 +97,7 @@ def make_source(args: tuple[int, str, str, int]) -> int:
 
 
 def set_up(out: Path, n_files: int, workers: int) -> tuple[list[Path], int]:
-    from dialbgm.sample_music import PIECES
+    from dialbgm_tools.sample_music import PIECES
 
     pool_folder, src_folder = out / "pool", out / "sources"
     pool_folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ def main() -> None:
     setup_s = time.perf_counter() - t0
     print(f"set-up: {n:,} source files, {source_bytes / 1e6:,.0f} MB, in {setup_s:.0f} s", flush=True)
 
-    from dialbgm.audio import AudioSpec, ClipStore
+    from dialbgm.data._audio import AudioSpec, ClipStore
 
     spec = AudioSpec(("wav",), sample_rate=16000, channels=1, start_s=1.0, duration_s=args.seconds)
     tenth = max(1, n // 10)

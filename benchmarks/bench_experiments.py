@@ -39,7 +39,7 @@ from common import print_report  # noqa: E402
 
 JUDGES = ("bench-a", "bench-b", "bench-c", "bench-d")
 ENTRY = (
-    "import sys, typer\nfrom dialbgm.cli_experiments import register\n"
+    "import sys, typer\nfrom dialbgm.cli._experiments import register\n"
     "app = typer.Typer(add_completion=False)\nregister(app)\napp(sys.argv[1:])\n"
 )
 

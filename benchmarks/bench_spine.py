@@ -104,11 +104,11 @@ def stage_times(tmp: Path, data: Path, api_base: str) -> list[tuple[str, str]]:
 import time, json
 t0 = time.perf_counter()
 from pathlib import Path
-from dialbgm.workspace import find_workspace
+from dialbgm.config._workspace import find_workspace
 from dialbgm import runner, scoring
-from dialbgm.cache import ResponseCache
-from dialbgm.data import load_dataset
-from dialbgm.spool import OutcomeSpool
+from dialbgm.calls._cache import ResponseCache
+from dialbgm.data._dataset import load_dataset
+from dialbgm.calls._spool import OutcomeSpool
 t1 = time.perf_counter()
 ws = find_workspace()
 load_dataset(Path({str(data)!r}))

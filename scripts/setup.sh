@@ -26,4 +26,4 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! .venv/bin/python -c
 fi
 
 # The audio sample's music, composed in code and rendered from MIDI (a few seconds; kept when intact).
-.venv/bin/python -m dialbgm.sample_music data/clips >/dev/null
+.venv/bin/python -m dialbgm_tools.sample_music data/clips >/dev/null

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dialbgm.workspace import Workspace
+from dialbgm.config._workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dialbgm import audio
-from dialbgm.audio import AudioError, AudioSpec, ClipStore, PreparedClip
+from dialbgm.data import _audio as audio
+from dialbgm.data._audio import AudioError, AudioSpec, ClipStore, PreparedClip
 from dialbgm.errors import InputError
-from dialbgm.sample_music import PIECES, compose, render
+from dialbgm_tools.sample_music import PIECES, compose, render
 
 SUBTYPES = {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
 LSB = 1 / 32768

@@ -21,11 +21,11 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, DataError
-from dialbgm.runner import prepare, run_eval
-from dialbgm.sample_music import write_clips
-from dialbgm.workspace import Workspace
+from dialbgm.run._runner import prepare, run_eval
+from dialbgm_tools.sample_music import write_clips
 from tests.support.scripted_server import ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_openai_dialect_sends_wav_input_audio_that_decodes_to_the_prepared_clip(
     wire = json.dumps(body)
     assert "audio_ref" not in wire and "clips/" not in wire and ".flac" not in wire
     # Prepared clips live beside the response cache, whose integrity check stays clean.
-    from dialbgm.cache import ResponseCache
+    from dialbgm.calls._cache import ResponseCache
 
     assert any(workspace.audio_dir.glob("blobs/*/*.wav"))
     cache = ResponseCache(workspace.cache_dir)
@@ -292,7 +292,7 @@ def test_render_describes_each_clip_and_never_prints_base64(workspace: Workspace
 def test_caption_versus_audio_is_an_experiment_factor(
     workspace: Workspace, audio_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dialbgm.experiment import load_experiment, plan_cells
+    from dialbgm.run._experiment import load_experiment, plan_cells
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
     with ScriptedOpenAIServer() as server:
@@ -321,7 +321,7 @@ def test_caption_versus_audio_is_an_experiment_factor(
 def test_an_edited_clip_makes_compare_rerun_the_cell_and_resume_refuse(
     workspace: Workspace, audio_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dialbgm.runner import quick_config_hash
+    from dialbgm.run._runner import quick_config_hash
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
     data = copy_sample(audio_data, tmp_path / "d", n_items=1)
@@ -364,7 +364,7 @@ def test_without_the_audio_extra_validate_says_what_to_install(
 def test_a_dry_run_counts_audio_tokens_and_does_not_pretend_to_price_them(
     workspace: Workspace, audio_data: Path
 ) -> None:
-    from dialbgm.experiment import load_experiment, plan_cells
+    from dialbgm.run._experiment import load_experiment, plan_cells
 
     (workspace.root / "experiments").mkdir()
     path = workspace.root / "experiments" / "m.toml"
@@ -386,7 +386,7 @@ def test_without_the_audio_extra_an_audio_judge_stops_before_any_call(
 ) -> None:
     import sys
 
-    from dialbgm.audio import AudioSupportMissing
+    from dialbgm.data._audio import AudioSupportMissing
 
     monkeypatch.setitem(sys.modules, "soundfile", None)
     with pytest.raises(AudioSupportMissing, match=r"pip install 'dialbgm\[audio\]'") as err:
@@ -397,7 +397,7 @@ def test_without_the_audio_extra_an_audio_judge_stops_before_any_call(
 def test_a_clip_removed_from_the_store_under_a_running_plan_fails_that_call_visibly(
     workspace: Workspace, audio_data: Path
 ) -> None:
-    from dialbgm.retry import PermanentError
+    from dialbgm.calls._retry import PermanentError
 
     prep = prepare(workspace, "gpt-4o-audio", audio_data, limit=1, overrides={"api_base": "http://127.0.0.1:9/v1"})
     shutil.rmtree(workspace.audio_dir / "blobs")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dialbgm.aggregate import aggregate_scores
-from dialbgm.bias import (
+from dialbgm.metrics._aggregate import aggregate_scores
+from dialbgm.metrics._bias import (
     Judgement,
     PositionTest,
     flip_rate,
@@ -247,7 +247,7 @@ def test_tie_rate() -> None:
 def test_chi2_survival_function_matches_scipy() -> None:
     from scipy.stats import chi2, chisquare
 
-    from dialbgm.bias import chi2_sf
+    from dialbgm.metrics._bias import chi2_sf
 
     for dof in range(1, 12):
         for x in (0.0, 0.01, 0.5, 1.0, 3.3, 7.8, 15.0, 40.0, 200.0, 1500.0):
@@ -259,6 +259,6 @@ def test_chi2_survival_function_matches_scipy() -> None:
 
 
 def top1_by_position_counts(counts: list[float]) -> PositionTest:
-    from dialbgm.bias import _uniformity_test
+    from dialbgm.metrics._bias import _uniformity_test
 
     return _uniformity_test([str(k + 1) for k in range(len(counts))], counts, int(sum(counts)))

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from dialbgm.cache import ResponseCache
-from dialbgm.request import Request, Response
-from dialbgm.runner import prepare
-from dialbgm.workspace import Workspace
+from dialbgm.calls._cache import ResponseCache
+from dialbgm.config._workspace import Workspace
+from dialbgm.judging._request import Request, Response
+from dialbgm.run._runner import prepare
 
 BASE = Request(
     backend="litellm",
@@ -62,7 +62,7 @@ def test_nested_and_order_sensitive_changes_change_the_key() -> None:
 
 
 def test_the_schema_version_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dialbgm.request as req
+    from dialbgm.judging import _request as req
 
     before = replace(BASE).cache_key()
     monkeypatch.setattr(req, "CACHE_SCHEMA_VERSION", req.CACHE_SCHEMA_VERSION + 1)
@@ -106,7 +106,7 @@ def test_only_json_is_stored_and_a_second_process_hits(tmp_path: Path) -> None:
     cache.close()
     code = (
         "import sys, json\n"
-        "from dialbgm.cache import ResponseCache\n"
+        "from dialbgm.calls._cache import ResponseCache\n"
         "from tests.test_cache import BASE\n"
         "c = ResponseCache(__import__('pathlib').Path(sys.argv[1]))\n"
         "r = c.get(BASE)\n"

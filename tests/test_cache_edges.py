@@ -21,13 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 import dialbgm
-from dialbgm.cache import ResponseCache
-from dialbgm.cli import app
-from dialbgm.config import Capabilities, JudgeConfig, ProviderConfig
-from dialbgm.data import Candidate, Item, Turn
-from dialbgm.request import Request, Response
-from dialbgm.runner import prepare, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.calls._cache import ResponseCache
+from dialbgm.cli._app import app
+from dialbgm.config._config import Capabilities, JudgeConfig, ProviderConfig
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import Candidate, Item, Turn
+from dialbgm.judging._request import Request, Response
+from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 from tests.test_cache import BASE, MUTATIONS
 
@@ -59,7 +59,7 @@ MESSAGES = [{"role": "system", "content": "judge"}, {"role": "user", "content": 
 def backend_request(
     route: str, model: str, tmp: Path, judge_over: dict[str, Any] | None = None, **provider_over: Any
 ) -> Request:
-    from dialbgm.backends.litellm_backend import LiteLLMBackend
+    from dialbgm.calls.backends._litellm import LiteLLMBackend
 
     judge = JudgeConfig(
         name="j",
@@ -178,7 +178,7 @@ def test_model_revision_loads_from_files_and_set(workspace: Workspace, sample_pa
 def test_an_unset_revision_leaves_the_run_config_as_it_was_and_a_set_one_is_recorded(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.runner import quick_config
+    from dialbgm.run._runner import quick_config
 
     over = {"api_base": "http://vllm.local/v1"}
     plain = quick_config(workspace, "openai-compatible", sample_path, None, over)
@@ -403,7 +403,7 @@ def test_an_entry_stored_under_another_key_is_not_served(tmp_path: Path) -> None
 @pytest.mark.parametrize("how", DAMAGES)
 def test_the_prepared_audio_index_recovers_from_damage(how: str, tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.audio import AudioSpec, ClipStore
+    from dialbgm.data._audio import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     spec = AudioSpec(("wav",), sample_rate=16000, duration_s=2.0)
@@ -419,7 +419,7 @@ def test_the_prepared_audio_index_recovers_from_damage(how: str, tmp_path: Path)
 
 def test_an_undecodable_audio_index_entry_is_a_miss(tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.audio import AudioSpec, ClipStore
+    from dialbgm.data._audio import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     spec = AudioSpec(("wav",), sample_rate=16000, duration_s=2.0)
@@ -433,7 +433,7 @@ def test_an_undecodable_audio_index_entry_is_a_miss(tmp_path: Path) -> None:
 
 
 def test_every_setting_of_an_audio_spec_is_in_the_index_key(tmp_path: Path) -> None:
-    from dialbgm.audio import AudioSpec, _index_key
+    from dialbgm.data._audio import AudioSpec, _index_key
 
     clip = tmp_path / "x.wav"
     clip.write_bytes(b"RIFF")
@@ -454,7 +454,7 @@ def test_every_setting_of_an_audio_spec_is_in_the_index_key(tmp_path: Path) -> N
 
 def test_a_read_only_audio_store_serves_what_it_holds_and_names_what_it_lacks(tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.audio import AudioSpec, ClipStore
+    from dialbgm.data._audio import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     with ClipStore(tmp_path / "store") as store:
@@ -464,7 +464,7 @@ def test_a_read_only_audio_store_serves_what_it_holds_and_names_what_it_lacks(tm
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from dialbgm.audio import AudioSpec, ClipStore\n"
+        "from dialbgm.data._audio import AudioSpec, ClipStore\n"
         "with ClipStore(Path(sys.argv[1])) as store:\n"
         "    clip = store.get_or_prepare(sys.argv[2], AudioSpec(('wav',), sample_rate=16000, duration_s=2.0))\n"
         "    assert len(store.read(clip)) == clip.nbytes\n"
@@ -564,7 +564,7 @@ def test_a_read_only_cache_can_be_read(tmp_path: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from dataclasses import replace\n"
-        "from dialbgm.cache import ResponseCache\n"
+        "from dialbgm.calls._cache import ResponseCache\n"
         "from tests.test_cache import BASE\n"
         "try:\n"
         "    open(Path(sys.argv[1]) / 'probe', 'w')\n"
@@ -613,18 +613,18 @@ def test_a_read_only_cache_can_be_read(tmp_path: Path) -> None:
     ],
 )
 def test_secrets_in_url_queries_are_redacted(url: str, secret: str) -> None:
-    from dialbgm.redact import redact, redact_url
+    from dialbgm.storage._redact import redact, redact_url
 
     assert secret not in (redact_url(url) or "")
     assert secret not in json.dumps(redact({"api_base": url, "params": {"extra": {"base_url": url}}}))
-    from dialbgm.redact import redact_text
+    from dialbgm.storage._redact import redact_text
 
     assert secret not in redact_text(f"HTTP 400 from {url}: bad request")
     assert "alt=sse" in (redact_url("https://gw.example/v1?alt=sse&api_key=sk") or "")  # the rest is kept
 
 
 def test_provider_errors_are_recorded_without_keys_or_query_secrets() -> None:
-    from dialbgm.backends.litellm_backend import classify
+    from dialbgm.calls.backends._litellm import classify
 
     err = RuntimeError("400 for url https://g.example/v1/models/x:generateContent?key=AIza-secret-9 (key sk-live-1)")
     assert "AIza-secret-9" not in str(classify(err))

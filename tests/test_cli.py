@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.workspace import Workspace
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
 from tests.support.scripted_server import ScriptedOpenAIServer
 
 runner = CliRunner()
@@ -153,8 +153,8 @@ def test_help_and_cached_reruns_do_not_import_litellm(workspace: Workspace, tmp_
             == 0
         )
         code = (
-            "import sys\nfrom pathlib import Path\nfrom dialbgm.runner import run_eval\n"
-            "from dialbgm.workspace import find_workspace\n"
+            "import sys\nfrom pathlib import Path\nfrom dialbgm.run._runner import run_eval\n"
+            "from dialbgm.config._workspace import find_workspace\n"
             f"r = run_eval(find_workspace(), 'openai-compatible', find_workspace().sample_data, limit=3, "
             f"out_dir=Path({str(tmp_path / 'b')!r}), overrides={{'api_base': {server.base_url!r}}})\n"
             "print('CALLS', r.manifest['counts']['provider_calls'], 'LITELLM', 'litellm' in sys.modules)"

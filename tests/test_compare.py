@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dialbgm.cli_experiments import register
-from dialbgm.compare import _sign_vectors, agreement, cost, diff_runs, load_run, pair_taus
-from dialbgm.metrics import item_metrics, kendall_tau_b
-from dialbgm.prices import load_prices
-from dialbgm.workspace import Workspace
+from dialbgm.analysis._compare import agreement, cost, diff_runs, load_run, pair_taus, sign_vectors
+from dialbgm.cli._experiments import register
+from dialbgm.config._prices import load_prices
+from dialbgm.config._workspace import Workspace
+from dialbgm.metrics._agreement import item_metrics, kendall_tau_b
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMAN = {"c1": 1, "c2": 2, "c3": 3, "c4": 4}
@@ -83,7 +83,7 @@ def test_vectorised_pair_tau_equals_kendall_tau_b_with_ties(tmp_path: Path) -> N
     sb = {f"i{k}": {c: float(rng.randint(1, 3)) for c in HUMAN} for k in range(200)}
     sb["i0"] = {c: 5.0 for c in HUMAN}  # all tied: undefined, counts as 0
     a, b = load_run(fake_run(tmp_path / "a", dict(sa))), load_run(fake_run(tmp_path / "b", dict(sb)))
-    taus = pair_taus(_sign_vectors(a), _sign_vectors(b))
+    taus = pair_taus(sign_vectors(a), sign_vectors(b))
     for k, v in taus.items():
         ids = sorted(HUMAN)
         assert v == pytest.approx(kendall_tau_b([sa[k][c] for c in ids], [sb[k][c] for c in ids]), abs=1e-12)

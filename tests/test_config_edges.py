@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.config import load_judge, load_provider
+from dialbgm.cli._app import app
+from dialbgm.config._config import load_judge, load_provider
+from dialbgm.config._prices import load_prices
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, TemplateError
-from dialbgm.experiment import ExperimentError, load_experiment
-from dialbgm.prices import load_prices
-from dialbgm.prompts import PromptSet
-from dialbgm.runner import prepare, quick_config
-from dialbgm.summaries import SummaryTemplate
-from dialbgm.workspace import Workspace
+from dialbgm.judging._prompts import PromptSet
+from dialbgm.run._experiment import ExperimentError, load_experiment
+from dialbgm.run._runner import prepare, quick_config
+from dialbgm.run._summaries import SummaryTemplate
 from tests.conftest import ROOT
 
 cli = CliRunner()

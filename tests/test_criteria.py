@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.config import load_judge
+from dialbgm.cli._app import app
+from dialbgm.config._config import load_judge
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, TemplateError
-from dialbgm.runner import render_item
-from dialbgm.workspace import Workspace
+from dialbgm.run._runner import render_item
 
 runner = CliRunner()
 
@@ -222,7 +222,7 @@ def test_weights_that_do_not_match_the_criteria_are_refused_when_rendering(works
     """A JudgeConfig built in code (not by load_judge) with weights for other criteria."""
     from dataclasses import replace
 
-    from dialbgm.prompts import PromptSet
+    from dialbgm.judging._prompts import PromptSet
     from tests.test_prompts import make_item
 
     judge = replace(load_judge(workspace, "local"), weights={"relevance": 1.0})

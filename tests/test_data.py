@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.data import load_dataset
+from dialbgm.cli._app import app
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import DataError
 
 

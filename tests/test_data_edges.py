@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.data import load_dataset
+from dialbgm.cli._app import app
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import DataError
 
 TURNS = [{"speaker": "A", "text": "Hi there."}, {"speaker": "B", "text": "Hello!"}]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dialbgm.backends.embedding import EmbeddingBackend
-from dialbgm.config import load_judge, load_provider
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.calls.backends._embedding import EmbeddingBackend
+from dialbgm.config._config import load_judge, load_provider
+from dialbgm.config._workspace import Workspace
+from dialbgm.run._runner import run_eval
 
 
 def test_embeddings_are_normalised_and_semantic(workspace: Workspace) -> None:

@@ -13,11 +13,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dialbgm.cli_experiments import register
-from dialbgm.compare import analyse
-from dialbgm.data import load_dataset
-from dialbgm.experiment import ExperimentError, load_experiment, plan_cells, run_cells
-from dialbgm.workspace import Workspace
+from dialbgm.analysis._compare import analyse
+from dialbgm.cli._experiments import register
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
+from dialbgm.run._experiment import ExperimentError, load_experiment, plan_cells, run_cells
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def _items(run: Path) -> dict[str, dict[str, Any]]:
 
 def test_the_cli_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys, typer\nfrom dialbgm.cli_experiments import register\napp = typer.Typer()\nregister(app)\n"
+        "import sys, typer\nfrom dialbgm.cli._experiments import register\napp = typer.Typer()\nregister(app)\n"
         "heavy = [m for m in ('numpy', 'scipy', 'pandas', 'litellm') if m in sys.modules]\nprint(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -273,7 +273,7 @@ def test_shipped_offline_demo_is_valid(workspace: Workspace) -> None:
 
 
 def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: Path) -> None:
-    from dialbgm.runner import quick_config_hash, run_eval
+    from dialbgm.run._runner import quick_config_hash, run_eval
 
     data = workspace.sample_data
     for judge, over in (
@@ -286,8 +286,8 @@ def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: 
         if judge in ("random", "embedding"):
             res = run_eval(workspace, judge, data, out_dir=tmp_path / judge, limit=limit, overrides=over)
             assert quick_config_hash(workspace, judge, data, limit, over) == res.manifest["config_hash"]
-        from dialbgm.config import stable_hash
-        from dialbgm.runner import prepare, run_config
+        from dialbgm.config._config import stable_hash
+        from dialbgm.run._runner import prepare, run_config
 
         prep = prepare(workspace, judge, data, limit=limit, overrides=over)
         assert quick_config_hash(workspace, judge, data, limit, over) == stable_hash(

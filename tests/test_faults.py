@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.config._workspace import Workspace
+from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_permanent_failures_are_reported_then_retried_alone(
             return Reply(status=503)
         return answer(body)
 
-    from dialbgm.data import load_dataset
+    from dialbgm.data._dataset import load_dataset
 
     ds = load_dataset(sample_path)
     item_marker = {i.id: i.dialogue[0].text for i in ds}
@@ -149,7 +149,7 @@ def eval_cmd(ws: Workspace, out: Path, base_url: str, *extra: str) -> list[str]:
 def test_kill_minus_9_then_resume_loses_and_repeats_nothing(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
-    from dialbgm.runner import prepare
+    from dialbgm.run._runner import prepare
 
     tune_provider(workspace, concurrency=3)
     env = {**os.environ, "DIALBGM_HOME": str(workspace.root)}
@@ -239,7 +239,7 @@ def test_two_processes_share_one_cache(workspace: Workspace, sample_path: Path, 
             assert p.wait(timeout=120) == 0, p.stderr.read().decode() if p.stderr else ""
     verify = subprocess.run([DIALBGM, "cache", "verify"], env=env, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    from dialbgm.runner import prepare
+    from dialbgm.run._runner import prepare
 
     # Two order seeds; an item whose two seeded orders coincide shares one entry.
     keys = {

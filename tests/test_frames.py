@@ -13,15 +13,15 @@ import typer
 from typer.testing import CliRunner
 
 import dialbgm
-from dialbgm.cli import app
-from dialbgm.cli_experiments import register
+from dialbgm.analysis._frames import load_run
+from dialbgm.cli._app import app
+from dialbgm.cli._experiments import register
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ResultsError
-from dialbgm.experiment import load_experiment as load_experiment_file
-from dialbgm.experiment import run_cells
-from dialbgm.frames import load_run
-from dialbgm.metrics import METRICS
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.metrics._agreement import METRICS
+from dialbgm.run._experiment import load_experiment as load_experiment_file
+from dialbgm.run._experiment import run_cells
+from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,14 +13,14 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.compare import compare_pair, detectability_statement, load_run
-from dialbgm.data import load_dataset
+from dialbgm.analysis._compare import compare_pair, detectability_statement, load_run
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import DataError, ResultsError
-from dialbgm.metrics import METRICS, bootstrap_means, group_index
-from dialbgm.runner import run_eval
-from dialbgm.stats import MDD_FACTOR, cluster_standard_error, paired_compare, sign_flip_test
-from dialbgm.workspace import Workspace
+from dialbgm.metrics._agreement import METRICS, bootstrap_means, group_index
+from dialbgm.metrics._paired import MDD_FACTOR, cluster_standard_error, paired_compare, sign_flip_test
+from dialbgm.run._runner import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 

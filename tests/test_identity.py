@@ -17,14 +17,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dialbgm.cli import app as main_app
-from dialbgm.cli_experiments import register
-from dialbgm.compare import diff_runs
-from dialbgm.data import load_dataset
+from dialbgm.analysis._compare import diff_runs
+from dialbgm.cli._app import app as main_app
+from dialbgm.cli._experiments import register
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError, ResultsError
-from dialbgm.experiment import load_experiment, plan_cells, run_cells
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.run._experiment import load_experiment, plan_cells, run_cells
+from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def test_resume_refuses_after_an_imported_or_extended_template_changed(
 def test_the_summarizers_provider_and_template_files_are_part_of_the_identity(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.runner import quick_config_hash
+    from dialbgm.run._runner import quick_config_hash
 
     shutil.copy(workspace.providers_dir / "openai-compatible.toml", workspace.providers_dir / "summprov.toml")
     (workspace.judges_dir / "summ.toml").write_text('provider = "summprov"\nmodel = "m1"\n')
@@ -159,7 +159,7 @@ def test_a_new_dialbgm_version_rescores_finished_cells_from_the_cache_without_a_
     """A new release cannot be installed inside a test: ``dialbgm.__version__`` is raised and the
     function that scores an item is replaced, standing in for an upgrade that changed scoring."""
     import dialbgm
-    import dialbgm.scoring as scoring
+    from dialbgm.run import _scoring as scoring
 
     with ScriptedOpenAIServer(good) as server:
         path = write_experiment(workspace, llm_cells(server.base_url))
@@ -189,8 +189,8 @@ def test_a_new_dialbgm_version_rescores_finished_cells_from_the_cache_without_a_
 
 
 def test_eval_resume_and_compare_share_one_identity(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
-    from dialbgm.identity import quick_identity
-    from dialbgm.runner import prepare, prepared_identity
+    from dialbgm.run._identity import quick_identity
+    from dialbgm.run._runner import prepare, prepared_identity
 
     for judge, over in (("random", {"seed": 3}), ("embedding", {}), ("local", {"few_shot": 2})):
         quick = quick_identity(workspace, judge, sample_path, 3, over)
@@ -206,7 +206,7 @@ def test_eval_resume_and_compare_share_one_identity(workspace: Workspace, sample
             assert res.manifest["identity"] == quick.record()
             assert res.manifest["config_hash"] == quick.config_hash
     # The shipped template folders hold only their named files: their hash is the one they always had.
-    from dialbgm.prompts import PromptSet, readable_files
+    from dialbgm.judging._prompts import PromptSet, readable_files
 
     folder = workspace.prompts_dir / "weighted_criteria"
     assert [n for n, _ in readable_files(folder)] == sorted((*PromptSet.FILES, *PromptSet.OPTIONAL))
@@ -217,7 +217,7 @@ def test_a_new_model_file_makes_compare_run_the_cell_again(
 ) -> None:
     """A new model wheel cannot be installed in a test: the function that reads the embedding
     model's identity from its wheel is made to report another file, as a new wheel would."""
-    import dialbgm.backends.embedding as embedding
+    from dialbgm.calls.backends import _embedding as embedding
 
     path = write_experiment(workspace, '[data]\npath = "data/sample.jsonl"\nlimit = 3\n[judges.embedding]\n')
     exp = load_experiment(workspace, path)
@@ -263,7 +263,7 @@ def eval_args(out: Path, *extra: str) -> list[str]:
 def test_retry_status_asks_a_parse_error_again_as_a_new_attempt_keeping_the_first_reply(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
-    from dialbgm.cache import ResponseCache
+    from dialbgm.calls._cache import ResponseCache
 
     script, asked = scripted_failures({"s002": Reply("I like the second one best!")})
     out = tmp_path / "run"
@@ -554,7 +554,7 @@ def test_summaries_are_paid_for_only_after_the_out_and_key_checks(
 def test_no_cache_also_bypasses_the_cache_for_summaries(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
-    from dialbgm.cache import ResponseCache
+    from dialbgm.calls._cache import ResponseCache
 
     over = {"context": "summary", "summarizer": "summ"}
     with ScriptedOpenAIServer(summary_reply) as server:
@@ -620,7 +620,7 @@ def test_a_base_url_from_the_environment_is_part_of_the_run_identity(
     workspace: Workspace, sample_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The environment's base URL is in every cache key; a finished cell or --resume must see it too."""
-    from dialbgm.identity import quick_identity
+    from dialbgm.run._identity import quick_identity
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.runner import prepare
-from dialbgm.workspace import Workspace
+from dialbgm.run._runner import prepare
 from tests.test_data_edges import item, write_jsonl
 
 

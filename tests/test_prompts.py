@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dialbgm.config import load_judge
-from dialbgm.data import Candidate, Dataset, Item, Turn, load_dataset
+from dialbgm.config._config import load_judge
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import Candidate, Dataset, Item, Turn, load_dataset
 from dialbgm.errors import ConfigError, TemplateError
-from dialbgm.plan import FewShotPool, build_units, load_pool, presentation_order
-from dialbgm.prompts import PromptSet
-from dialbgm.workspace import Workspace
+from dialbgm.judging._plan import FewShotPool, build_units, load_pool, presentation_order
+from dialbgm.judging._prompts import PromptSet
 
 
 def make_item(item_id: str = "x1", text: str = "Let's get coffee.", summary: str | None = "Coffee plans.") -> Item:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dialbgm.ratelimit import RateLimiter
+from dialbgm.calls._ratelimit import RateLimiter
 
 
 class FakeClock:

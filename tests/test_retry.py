@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from dialbgm.backends.litellm_backend import classify
-from dialbgm.retry import PermanentError, RetryableError, call_with_retries, parse_retry_after
+from dialbgm.calls._retry import PermanentError, RetryableError, call_with_retries, parse_retry_after
+from dialbgm.calls.backends._litellm import classify
 
 
 def test_retry_after_forms() -> None:

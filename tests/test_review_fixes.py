@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.data import load_dataset
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError, DataError
-from dialbgm.parse import parse_reply
-from dialbgm.request import Response
-from dialbgm.runner import prepare, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.judging._parse import parse_reply
+from dialbgm.judging._request import Response
+from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 runner = CliRunner()
@@ -124,7 +124,7 @@ def test_secrets_in_params_or_urls_are_never_recorded(workspace: Workspace, samp
 
 
 def test_redaction_rules() -> None:
-    from dialbgm.redact import redact
+    from dialbgm.storage._redact import redact
 
     rec = redact(
         {
@@ -156,7 +156,7 @@ def test_one_broken_judge_file_does_not_hide_the_others(workspace: Workspace) ->
 def test_an_rpm_below_one_still_lets_requests_through() -> None:
     import asyncio
 
-    from dialbgm.ratelimit import RateLimiter
+    from dialbgm.calls._ratelimit import RateLimiter
 
     now = [0.0]
 
@@ -179,7 +179,7 @@ def test_an_rpm_below_one_still_lets_requests_through() -> None:
 def test_retry_sleeps_never_pass_the_time_budget() -> None:
     import time as _time
 
-    from dialbgm.retry import RetryableError, call_with_retries
+    from dialbgm.calls._retry import RetryableError, call_with_retries
 
     def always_429() -> str:
         raise RetryableError("429", retry_after=30.0, status=429)
@@ -193,7 +193,7 @@ def test_retry_sleeps_never_pass_the_time_budget() -> None:
 def test_provider_settings_that_change_answers_change_the_hash_and_throughput_ones_do_not(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.runner import quick_config_hash
+    from dialbgm.run._runner import quick_config_hash
 
     base = quick_config_hash(workspace, "embedding", sample_path, None, None)
     path = workspace.providers_dir / "embedding.toml"
@@ -236,7 +236,7 @@ def test_an_empty_cached_summary_is_asked_again(workspace: Workspace, sample_pat
 
 
 def test_an_interrupted_cell_whose_settings_changed_starts_afresh(workspace: Workspace) -> None:
-    from dialbgm.experiment import load_experiment, run_cells
+    from dialbgm.run._experiment import load_experiment, run_cells
 
     exp_dir = workspace.root / "experiments"
     exp_dir.mkdir(exist_ok=True)

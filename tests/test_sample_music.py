@@ -15,9 +15,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from dialbgm import sample_music
-from dialbgm.audio import AUDIO_FORMATS, MIME
-from dialbgm.sample_music import PIECES, Piece, compose, render, soundfont_path, write_clips
+from dialbgm.data._audio import AUDIO_FORMATS, MIME
+from dialbgm_tools import sample_music as sample_music
+from dialbgm_tools.sample_music import PIECES, Piece, compose, render, soundfont_path, write_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -237,3 +237,11 @@ def test_sample_audio_items_refer_to_real_pieces() -> None:
         first_positions.append([c["rank"] for c in candidates].index(1))
     # A judge that always picks one position cannot do well by accident.
     assert Counter(first_positions) == {0: 3, 1: 3, 2: 3, 3: 3}
+
+
+def test_the_runtime_knows_exactly_the_clips_the_composer_writes() -> None:
+    """The missing-clips hint lives in the runtime, the composer outside it: one list each."""
+    from dialbgm.judging import SAMPLE_CLIPS
+    from dialbgm_tools.sample_music import PIECES
+
+    assert {f"{p.id}.{p.fmt}" for p in PIECES} == SAMPLE_CLIPS

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dialbgm.data import load_dataset
-from dialbgm.runner import prepare, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
+from dialbgm.run._runner import prepare, run_eval
 from tests.conftest import shared_data
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dialbgm.stats import holm, minimum_detectable_difference, paired_compare, sign_flip_test
+from dialbgm.metrics._paired import holm, minimum_detectable_difference, paired_compare, sign_flip_test
 
 
 def correlated_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dialbgm.engine import UnitOutcome
-from dialbgm.request import Response
-from dialbgm.results import JsonlWriter
-from dialbgm.runner import prepare, run_eval
-from dialbgm.spool import OutcomeSpool
-from dialbgm.workspace import Workspace
+from dialbgm.calls._engine import UnitOutcome
+from dialbgm.calls._spool import OutcomeSpool
+from dialbgm.config._workspace import Workspace
+from dialbgm.judging._request import Response
+from dialbgm.run._runner import prepare, run_eval
+from dialbgm.storage._files import JsonlWriter
 
 
 def _outcome(text: str | None, hit: bool = False) -> UnitOutcome:

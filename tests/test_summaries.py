@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.runner import prepare, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 
@@ -64,7 +64,7 @@ def test_summaries_are_required_or_a_summarizer_named(workspace: Workspace, samp
 
 
 def test_a_changed_summarizer_changes_the_config_hash(workspace: Workspace, sample_path: Path) -> None:
-    from dialbgm.runner import quick_config_hash
+    from dialbgm.run._runner import quick_config_hash
 
     (workspace.judges_dir / "summ.toml").write_text('provider = "openai-compatible"\nmodel = "m1"\n')
     over = {"context": "summary", "summarizer": "summ"}

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.config import load_judge
+from dialbgm.cli._app import app
+from dialbgm.config._config import load_judge
+from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.prompts import PromptSet
-from dialbgm.runner import prepare, render_item, run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.judging._prompts import PromptSet
+from dialbgm.run._runner import prepare, render_item, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +302,7 @@ def test_a_judge_chooses_its_summarizer_template(workspace: Workspace, tmp_path:
         )
         assert len(server.requests) == 6
         assert server.requests[3]["messages"][0]["content"].startswith("You summarize everyday conversations")
-    from dialbgm.runner import quick_config_hash
+    from dialbgm.run._runner import quick_config_hash
 
     h_short = quick_config_hash(workspace, "random", workspace.sample_data, None, over)
     h_default = quick_config_hash(

@@ -17,10 +17,11 @@ from scipy import stats
 from sklearn.metrics import ndcg_score
 from typer.testing import CliRunner
 
-from dialbgm.cli import app
-from dialbgm.data import load_dataset
+from dialbgm.cli._app import app
+from dialbgm.config._workspace import Workspace
+from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import DataError
-from dialbgm.metrics import (
+from dialbgm.metrics._agreement import (
     METRICS,
     chance_levels,
     hit_at_k,
@@ -30,9 +31,8 @@ from dialbgm.metrics import (
     reciprocal_rank,
     spearman,
 )
-from dialbgm.ranking import competition_ranks, consensus_ranks, is_competition_ranking
-from dialbgm.runner import run_eval
-from dialbgm.workspace import Workspace
+from dialbgm.metrics._ranking import competition_ranks, consensus_ranks, is_competition_ranking
+from dialbgm.run._runner import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 

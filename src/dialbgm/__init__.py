@@ -6,7 +6,9 @@ lazily so that ``import dialbgm`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dialbgm._lazy import exports
 
 __version__ = "0.1.0"
 
@@ -36,44 +38,37 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Candidate": "dialbgm.data",
-    "Dataset": "dialbgm.data",
-    "Item": "dialbgm.data",
-    "Turn": "dialbgm.data",
-    "load_dataset": "dialbgm.data",
-    "ConfigError": "dialbgm.errors",
-    "DataError": "dialbgm.errors",
-    "DialbgmError": "dialbgm.errors",
-    "Problem": "dialbgm.errors",
-    "JudgeConfig": "dialbgm.config",
-    "ProviderConfig": "dialbgm.config",
-    "load_judge": "dialbgm.config",
-    "load_provider": "dialbgm.config",
-    "ResponseCache": "dialbgm.cache",
-    "RunResult": "dialbgm.runner",
-    "run_eval": "dialbgm.runner",
-    "find_workspace": "dialbgm.workspace",
-    "item_metrics": "dialbgm.metrics",
-    "Run": "dialbgm.frames",
-    "Experiment": "dialbgm.frames",
-    "load_run": "dialbgm.frames",
-    "load_experiment": "dialbgm.frames",
+    "Candidate": ".data",
+    "Dataset": ".data",
+    "Item": ".data",
+    "Turn": ".data",
+    "load_dataset": ".data",
+    "ConfigError": ".errors",
+    "DataError": ".errors",
+    "DialbgmError": ".errors",
+    "Problem": ".errors",
+    "JudgeConfig": ".config",
+    "ProviderConfig": ".config",
+    "load_judge": ".config",
+    "load_provider": ".config",
+    "find_workspace": ".config",
+    "ResponseCache": ".calls",
+    "RunResult": ".run",
+    "run_eval": ".run",
+    "item_metrics": ".metrics",
+    "Run": ".analysis",
+    "Experiment": ".analysis",
+    "load_run": ".analysis",
+    "load_experiment": ".analysis",
 }
 
 if TYPE_CHECKING:
-    from dialbgm.cache import ResponseCache
-    from dialbgm.config import JudgeConfig, ProviderConfig, load_judge, load_provider
+    from dialbgm.analysis import Experiment, Run, load_experiment, load_run
+    from dialbgm.calls import ResponseCache
+    from dialbgm.config import JudgeConfig, ProviderConfig, find_workspace, load_judge, load_provider
     from dialbgm.data import Candidate, Dataset, Item, Turn, load_dataset
     from dialbgm.errors import ConfigError, DataError, DialbgmError, Problem
-    from dialbgm.frames import Experiment, Run, load_experiment, load_run
     from dialbgm.metrics import item_metrics
-    from dialbgm.runner import RunResult, run_eval
-    from dialbgm.workspace import find_workspace
+    from dialbgm.run import RunResult, run_eval
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'dialbgm' has no attribute {name!r}")
+__getattr__ = exports(__name__, _WHERE)

@@ -1,0 +1,5 @@
+"""``python -m dialbgm``: the ``dialbgm`` command."""
+
+from dialbgm.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""Sending requests: the response cache, the concurrent engine with retries and rate limits,
+the call journal, and the backends behind one Protocol."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dialbgm._lazy import exports
+
+__all__ = [
+    "AUDIO_TOKENS_PER_SECOND",
+    "JOURNAL",
+    "RECOVERY",
+    "Backend",
+    "CacheError",
+    "JournalWriter",
+    "OutcomeSpool",
+    "Progress",
+    "ProgressFn",
+    "RepeatedFailure",
+    "ResponseCache",
+    "UnitOutcome",
+    "base_url_from_environment",
+    "iter_journal",
+    "make_backend",
+    "model_identity",
+    "read_plan",
+    "renders_prompts",
+    "run_calls",
+    "write_plan",
+]
+
+_WHERE = {
+    "AUDIO_TOKENS_PER_SECOND": "._engine",
+    "Backend": ".backends._base",
+    "CacheError": "._cache",
+    "JOURNAL": "._journal",
+    "JournalWriter": "._journal",
+    "OutcomeSpool": "._spool",
+    "Progress": "._engine",
+    "ProgressFn": "._engine",
+    "RECOVERY": "._cache",
+    "RepeatedFailure": "._engine",
+    "ResponseCache": "._cache",
+    "UnitOutcome": "._engine",
+    "base_url_from_environment": ".backends._litellm",
+    "iter_journal": "._journal",
+    "make_backend": ".backends._factory",
+    "model_identity": ".backends._factory",
+    "read_plan": "._journal",
+    "renders_prompts": ".backends._factory",
+    "run_calls": "._engine",
+    "write_plan": "._journal",
+}
+
+if TYPE_CHECKING:
+    from dialbgm.calls._cache import RECOVERY, CacheError, ResponseCache
+    from dialbgm.calls._engine import (
+        AUDIO_TOKENS_PER_SECOND,
+        Progress,
+        ProgressFn,
+        RepeatedFailure,
+        UnitOutcome,
+        run_calls,
+    )
+    from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
+    from dialbgm.calls._spool import OutcomeSpool
+    from dialbgm.calls.backends._base import Backend
+    from dialbgm.calls.backends._factory import make_backend, model_identity, renders_prompts
+    from dialbgm.calls.backends._litellm import base_url_from_environment
+
+__getattr__ = exports(__name__, _WHERE)

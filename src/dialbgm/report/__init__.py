@@ -1,0 +1,25 @@
+"""Terminal, HTML and Markdown views of runs and experiments."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dialbgm._lazy import exports
+
+__all__ = [
+    "LABELS",
+    "print_run",
+    "write_report_checked",
+]
+
+_WHERE = {
+    "LABELS": "._html",
+    "print_run": "._terminal",
+    "write_report_checked": "._html",
+}
+
+if TYPE_CHECKING:
+    from dialbgm.report._html import LABELS, write_report_checked
+    from dialbgm.report._terminal import print_run
+
+__getattr__ = exports(__name__, _WHERE)

@@ -1,0 +1,1 @@
+"""Set-up tooling for dialbgm: not imported by the runtime package."""
