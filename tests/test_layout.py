@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -196,3 +197,16 @@ def test_importing_a_face_imports_none_of_its_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["['dialbgm._lazy']", "False False"], out
+
+
+def test_the_scoring_code_hash_reads_every_scoring_module() -> None:
+    """compare re-scores a finished cell when the scoring code changes; a module moved or split
+    without updating the list would silently drop out of that hash (read as "<no source>")."""
+    from dialbgm.run._identity import SCORING_MODULES
+
+    listed = {importlib.util.find_spec(m).origin for m in SCORING_MODULES}  # type: ignore[union-attr]
+    assert None not in listed and all(Path(str(p)).is_file() for p in listed)
+    wanted = {
+        str(p) for p in (SRC / "dialbgm" / "metrics").glob("_*.py") if p.name not in ("_paired.py", "__init__.py")
+    }
+    assert wanted <= {str(p) for p in listed}, "a module of metrics/ is missing from SCORING_MODULES"

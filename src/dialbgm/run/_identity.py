@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,8 +66,17 @@ _THROUGHPUT = {
     "api_base_env",
 }
 
-SCORING_MODULES = ("parse", "logprobs", "aggregate", "metrics", "ranking", "bias", "scoring")
-"""The modules that turn a cached reply into scores, item metrics and run metrics."""
+SCORING_MODULES = (
+    "dialbgm.judging._parse",
+    "dialbgm.judging._logprobs",
+    "dialbgm.metrics._aggregate",
+    "dialbgm.metrics._agreement",
+    "dialbgm.metrics._bias",
+    "dialbgm.metrics._ranking",
+    "dialbgm.run._scoring",
+)
+"""The modules that turn a cached reply into scores, item metrics and run metrics (a test keeps
+this list in step with the package's files)."""
 
 
 @dataclass(frozen=True)
@@ -200,10 +210,10 @@ def _summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[dict[str, Any], dict
 @functools.cache
 def _scoring_code_sha256() -> str:
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
     for name in SCORING_MODULES:
+        spec = importlib.util.find_spec(name)
         try:
-            data = (here / f"{name}.py").read_bytes()
+            data = Path(spec.origin if spec and spec.origin else "").read_bytes()
         except OSError:  # an install without sources (bytecode only): the version still tells releases apart
             data = b"<no source>"
         h.update(name.encode() + b"\x00" + len(data).to_bytes(8, "big") + data)
