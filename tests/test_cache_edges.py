@@ -25,7 +25,7 @@ from dialbgm.calls._cache import ResponseCache
 from dialbgm.cli._app import app
 from dialbgm.config._config import Capabilities, JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
-from dialbgm.data._dataset import Candidate, Item, Turn
+from dialbgm.data._items import Candidate, Item, Turn
 from dialbgm.judging._request import Request, Response
 from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer

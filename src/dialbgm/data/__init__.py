@@ -27,12 +27,12 @@ _WHERE = {
     "AUDIO_FORMATS": "._audio",
     "AudioError": "._audio",
     "AudioSpec": "._audio",
-    "Candidate": "._dataset",
+    "Candidate": "._items",
     "ClipStore": "._clips",
-    "Dataset": "._dataset",
-    "Item": "._dataset",
+    "Dataset": "._items",
+    "Item": "._items",
     "PreparedClip": "._audio",
-    "Turn": "._dataset",
+    "Turn": "._items",
     "check": "._decode",
     "load_dataset": "._dataset",
     "read_blob": "._clips",
@@ -42,7 +42,8 @@ _WHERE = {
 if TYPE_CHECKING:
     from dialbgm.data._audio import AUDIO_FORMATS, AudioError, AudioSpec, PreparedClip, require_audio_support
     from dialbgm.data._clips import ClipStore, read_blob
-    from dialbgm.data._dataset import Candidate, Dataset, Item, Turn, load_dataset
+    from dialbgm.data._dataset import load_dataset
     from dialbgm.data._decode import check
+    from dialbgm.data._items import Candidate, Dataset, Item, Turn
 
 __getattr__ = exports(__name__, _WHERE)

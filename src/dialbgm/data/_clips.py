@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from dialbgm.data._audio import AudioError, AudioSpec, PreparedClip
-from dialbgm.data._decode import _stat_source
+from dialbgm.data._decode import stat_source
 from dialbgm.data._encode import prepare
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class ClipStore:
 
     def get_or_prepare(self, path: str | Path, spec: AudioSpec) -> PreparedClip:
         """The prepared clip, from the index when the source is unchanged (a stat, no decode)."""
-        st = _stat_source(path)
+        st = stat_source(path)
         key = _index_key(path, st, spec)
         clip = self._lookup(key, path, st)
         if clip is not None:

@@ -35,7 +35,7 @@ _PREROLL_FRAMES = 8192
 
 def probe(path: str | Path) -> AudioInfo:
     """Read the header only; :class:`AudioError` if the file is missing, unreadable or holds no audio."""
-    with _opened(path) as (_, info):
+    with opened(path) as (_, info):
         return info
 
 
@@ -44,27 +44,27 @@ def check(
 ) -> AudioInfo:
     """Validate that the window exists and is audible, reading it in ~1 s blocks (never the whole file)."""
     _require_window_args(start_s, duration_s)
-    with _opened(path) as (f, info):
-        start, count = _window(info, start_s, duration_s)
-        _require_sound(info, start_s, count, _scan_peak(f, info, start, count), silence_dbfs)
+    with opened(path) as (f, info):
+        start, count = window_frames(info, start_s, duration_s)
+        require_sound(info, start_s, count, scan_peak(f, info, start, count), silence_dbfs)
         return info
 
 
 def decode(path: str | Path, start_s: float = 0.0, duration_s: float | None = None) -> tuple[Samples, int]:
     """The window as float32 ``[frames, channels]`` and its sample rate; seeks, reads only the window."""
     _require_window_args(start_s, duration_s)
-    with _opened(path) as (f, info):
-        start, count = _window(info, start_s, duration_s)
-        return _read_window(f, info, start, count), info.sample_rate
+    with opened(path) as (f, info):
+        start, count = window_frames(info, start_s, duration_s)
+        return read_window(f, info, start, count), info.sample_rate
 
 
 @contextmanager
-def _opened(path: str | Path) -> Iterator[tuple[soundfile.SoundFile, AudioInfo]]:
+def opened(path: str | Path) -> Iterator[tuple[soundfile.SoundFile, AudioInfo]]:
     """An open handle and its header, with every way a file can be unusable turned into AudioError."""
     require_audio_support()
     import soundfile as sf
 
-    _stat_source(path)
+    stat_source(path)
     _require_readable(path)
     try:
         handle = sf.SoundFile(str(path))
@@ -86,7 +86,7 @@ def _opened(path: str | Path) -> Iterator[tuple[soundfile.SoundFile, AudioInfo]]
         yield f, info
 
 
-def _stat_source(path: str | Path) -> os.stat_result:
+def stat_source(path: str | Path) -> os.stat_result:
     """Stat a source, naming the problem in plain words (one syscall: the store's hit path uses only this)."""
     try:
         st = os.stat(path)
@@ -125,7 +125,7 @@ def _require_window_args(start_s: float, duration_s: float | None) -> None:
         raise ValueError(f"duration_s must be a finite number > 0, not {duration_s!r}")
 
 
-def _window(info: AudioInfo, start_s: float, duration_s: float | None) -> tuple[int, int]:
+def window_frames(info: AudioInfo, start_s: float, duration_s: float | None) -> tuple[int, int]:
     """(first frame, frame count) of the window, clipped to the clip's end."""
     start = round(start_s * info.sample_rate)
     if start >= info.frames:
@@ -148,18 +148,18 @@ def _read_blocks(f: soundfile.SoundFile, info: AudioInfo, start: int, count: int
         yield data
 
 
-def _scan_peak(f: soundfile.SoundFile, info: AudioInfo, start: int, count: int) -> float:
+def scan_peak(f: soundfile.SoundFile, info: AudioInfo, start: int, count: int) -> float:
     """Peak magnitude of the window, streamed block by block."""
     peak, frames = 0.0, 0
     for block in _read_blocks(f, info, start, count):
-        peak = max(peak, _peak(block))
+        peak = max(peak, peak_of(block))
         frames += len(block)
     if frames == 0:  # the header promised frames the stream does not hold
         raise AudioError(info.path, f"no audio could be decoded from {start / info.sample_rate:.2f} s on")
     return peak
 
 
-def _read_window(f: soundfile.SoundFile, info: AudioInfo, start: int, count: int) -> Samples:
+def read_window(f: soundfile.SoundFile, info: AudioInfo, start: int, count: int) -> Samples:
     _seek(f, info, start)
     data = _read(f, info, count)
     if len(data) == 0:
@@ -186,11 +186,11 @@ def _read(f: soundfile.SoundFile, info: AudioInfo, frames: int) -> Samples:
     return data
 
 
-def _peak(samples: Samples) -> float:
+def peak_of(samples: Samples) -> float:
     return max(float(samples.max()), -float(samples.min()))
 
 
-def _require_sound(info: AudioInfo, start_s: float, count: int, peak: float, silence_dbfs: float) -> None:
+def require_sound(info: AudioInfo, start_s: float, count: int, peak: float, silence_dbfs: float) -> None:
     peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
     if peak_dbfs < silence_dbfs:
         end_s = start_s + count / info.sample_rate

@@ -22,7 +22,16 @@ from dialbgm.data._audio import (
     AudioSpec,
     PreparedClip,
 )
-from dialbgm.data._decode import _opened, _peak, _read_window, _require_sound, _scan_peak, _window, downmix, resample
+from dialbgm.data._decode import (
+    downmix,
+    opened,
+    peak_of,
+    read_window,
+    require_sound,
+    resample,
+    scan_peak,
+    window_frames,
+)
 
 if TYPE_CHECKING:
     from dialbgm.data._decode import Samples
@@ -91,15 +100,15 @@ def _fix_ogg_serial(data: bytes) -> bytes:
 
 def prepare(path: str | Path, spec: AudioSpec) -> tuple[PreparedClip, bytes]:
     """The clip as the spec wants it, and its bytes; the original bytes when the spec changes nothing."""
-    with _opened(path) as (f, info):
-        start, count = _window(info, spec.start_s, spec.duration_s)
+    with opened(path) as (f, info):
+        start, count = window_frames(info, spec.start_s, spec.duration_s)
         if _passes_through(info, spec, start, count):
-            _require_sound(info, spec.start_s, count, _scan_peak(f, info, start, count), SILENCE_DBFS)
+            require_sound(info, spec.start_s, count, scan_peak(f, info, start, count), SILENCE_DBFS)
             data = Path(path).read_bytes()
             clip = _clip(data, info.container, info.sample_rate, info.channels, info.frames, path)
         else:
-            samples = _read_window(f, info, start, count)
-            _require_sound(info, spec.start_s, len(samples), _peak(samples), SILENCE_DBFS)
+            samples = read_window(f, info, start, count)
+            require_sound(info, spec.start_s, len(samples), peak_of(samples), SILENCE_DBFS)
             data, clip = _transform(path, info, samples, spec)
     if spec.max_bytes is not None and clip.nbytes > spec.max_bytes:
         raise AudioError(
