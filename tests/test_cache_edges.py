@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import dialbgm
 from dialbgm.calls._cache import ResponseCache
 from dialbgm.cli._app import app
-from dialbgm.config._config import Capabilities, JudgeConfig, ProviderConfig
+from dialbgm.config._models import Capabilities, JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._items import Candidate, Item, Turn
 from dialbgm.judging._request import Request, Response

