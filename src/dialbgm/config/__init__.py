@@ -45,7 +45,7 @@ _WHERE = {
     "TaskInfo": "._criteria",
     "Workspace": "._workspace",
     "builtin_root": "._workspace",
-    "check_recordable": "._checks",
+    "check_recordable": "._config",
     "few_shot_pool_path": "._checks",
     "find_workspace": "._workspace",
     "init_workspace": "._starter",
@@ -62,8 +62,8 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.config._checks import check_recordable, few_shot_pool_path, require_key
-    from dialbgm.config._config import load_judge, load_provider, parse_overrides
+    from dialbgm.config._checks import few_shot_pool_path, require_key
+    from dialbgm.config._config import check_recordable, load_judge, load_provider, parse_overrides
     from dialbgm.config._criteria import (
         CRITERIA_FILE,
         TASK_FILE,

@@ -3,7 +3,6 @@ file and the key."""
 
 from __future__ import annotations
 
-import datetime
 import math
 from pathlib import Path
 from typing import Any
@@ -11,25 +10,6 @@ from typing import Any
 from dialbgm.config._models import JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, MissingKeyError
-
-
-def check_recordable(value: Any, where: str, key: str = "") -> None:
-    """Refuse what a run could not record as JSON or hash stably: NaN, infinities and TOML dates.
-
-    ``where`` names the file (or ``--set``); ``key`` is the dotted key reached so far.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: {key or 'value'}: must be a finite number, got {value!r}")
-    if isinstance(value, datetime.date | datetime.time):
-        raise ConfigError(
-            f"{where}: {key or 'value'}: a TOML date/time cannot be recorded; quote it as a string, got {value}"
-        )
-    if isinstance(value, dict):
-        for k, v in value.items():
-            check_recordable(v, where, f"{key}.{k}" if key else str(k))
-    elif isinstance(value, list):
-        for n, v in enumerate(value):
-            check_recordable(v, where, f"{key}[{n}]")
 
 
 def check_name(kind: str, name: Any, where: str = "") -> str:

@@ -6,12 +6,14 @@ file is loaded, so a typo fails before any call, naming the file and the key.
 
 from __future__ import annotations
 
+import datetime
+import math
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, get_args
 
-from dialbgm.config._checks import check_judge, check_name, check_provider, check_recordable, check_template_name
+from dialbgm.config._checks import check_judge, check_name, check_provider, check_template_name
 from dialbgm.config._models import (
     PATH_SETTINGS,
     AudioDialect,
@@ -40,6 +42,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     check_recordable(data, str(path))
     return data
+
+
+def check_recordable(value: Any, where: str, key: str = "") -> None:
+    """Refuse what a run could not record as JSON or hash stably: NaN, infinities and TOML dates.
+
+    ``where`` names the file (or ``--set``); ``key`` is the dotted key reached so far.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key or 'value'}: must be a finite number, got {value!r}")
+    if isinstance(value, datetime.date | datetime.time):
+        raise ConfigError(
+            f"{where}: {key or 'value'}: a TOML date/time cannot be recorded; quote it as a string, got {value}"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_recordable(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for n, v in enumerate(value):
+            check_recordable(v, where, f"{key}[{n}]")
 
 
 def list_judges(ws: Workspace) -> list[str]:
