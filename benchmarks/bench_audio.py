@@ -142,7 +142,7 @@ def main() -> None:
     setup_s = time.perf_counter() - t0
     print(f"set-up: {n:,} source files, {source_bytes / 1e6:,.0f} MB, in {setup_s:.0f} s", flush=True)
 
-    from dialbgm.data._audio import AudioSpec, ClipStore
+    from dialbgm.data import AudioSpec, ClipStore
 
     spec = AudioSpec(("wav",), sample_rate=16000, channels=1, start_s=1.0, duration_s=args.seconds)
     tenth = max(1, n // 10)

@@ -17,7 +17,11 @@ import pytest
 import soundfile as sf
 
 from dialbgm.data import _audio as audio
-from dialbgm.data._audio import AudioError, AudioSpec, ClipStore, PreparedClip
+from dialbgm.data import _clips as clips
+from dialbgm.data import _decode as decoding
+from dialbgm.data import _encode as encoding
+from dialbgm.data._audio import AudioError, AudioSpec, PreparedClip
+from dialbgm.data._clips import ClipStore
 from dialbgm.errors import InputError
 from dialbgm_tools.sample_music import PIECES, compose, render
 
@@ -70,7 +74,7 @@ def test_decoded_window_is_the_slice_of_the_full_decode(
     music_files: dict[str, Path], fmt: str, start_s: float, duration_s: float | None
 ) -> None:
     full, rate = sf.read(music_files[fmt], dtype="float32", always_2d=True)
-    window, window_rate = audio.decode(music_files[fmt], start_s, duration_s)
+    window, window_rate = decoding.decode(music_files[fmt], start_s, duration_s)
     start = round(start_s * rate)
     stop = len(full) if duration_s is None else min(len(full), start + round(duration_s * rate))
     assert window_rate == rate == 44100
@@ -96,24 +100,24 @@ def requested(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_decode_reads_only_the_window(music_files: dict[str, Path], requested: list[int]) -> None:
     for fmt in ("flac", "ogg"):
         requested.clear()
-        window, rate = audio.decode(music_files[fmt], 6.0, 1.0)
+        window, rate = decoding.decode(music_files[fmt], 6.0, 1.0)
         assert len(window) == rate
         assert -1 not in requested
         # The window plus at most the lossy decoders' pre-roll, far from the 8 s file.
-        assert sum(requested) <= rate + audio._PREROLL_FRAMES
+        assert sum(requested) <= rate + decoding._PREROLL_FRAMES
 
 
 def test_check_reads_in_blocks_of_about_a_second(tmp_path: Path, requested: list[int]) -> None:
     path = write(tmp_path / "long.flac", sine(300, 8000, 30.0), 8000)
     requested.clear()
-    info = audio.check(path)
+    info = decoding.check(path)
     assert info.frames == 30 * 8000
     assert max(requested) <= 8000 and sum(requested) == 30 * 8000
 
 
 def test_probe_reports_the_header(music_files: dict[str, Path]) -> None:
     for fmt, path in music_files.items():
-        info = audio.probe(path)
+        info = decoding.probe(path)
         assert (info.container, info.sample_rate, info.channels, info.frames) == (fmt, 44100, 2, 8 * 44100)
         assert info.subtype == SUBTYPES[fmt] and info.duration_s == pytest.approx(8.0)
         assert info.path == str(path)
@@ -126,13 +130,13 @@ def test_probe_reports_the_header(music_files: dict[str, Path]) -> None:
 @pytest.mark.parametrize("frames", [44100 * 3, 12345, 44101, 7])
 def test_resample_length_is_exactly_rounded(frames: int) -> None:
     x = np.zeros((frames, 1), dtype=np.float32)
-    y = audio.resample(x, 44100, 16000)
+    y = decoding.resample(x, 44100, 16000)
     assert len(y) == round(frames * 16000 / 44100) and y.dtype == np.float32
 
 
 def test_resampled_1khz_sine_is_still_1khz(tmp_path: Path) -> None:
     path = write(tmp_path / "tone.wav", sine(1000, 44100, 3.0), 44100)
-    clip, data = audio.prepare(path, AudioSpec(("wav",), sample_rate=16000))
+    clip, data = encoding.prepare(path, AudioSpec(("wav",), sample_rate=16000))
     y, rate = sf.read(io.BytesIO(data), dtype="float32")
     assert rate == clip.sample_rate == 16000
     assert len(y) == round(3 * 44100 * 16000 / 44100)
@@ -143,13 +147,13 @@ def test_resampled_1khz_sine_is_still_1khz(tmp_path: Path) -> None:
 
 def test_resampling_is_deterministic() -> None:
     x = np.random.default_rng(3).uniform(-0.5, 0.5, (20000, 2)).astype(np.float32)
-    np.testing.assert_array_equal(audio.resample(x, 44100, 16000), audio.resample(x, 44100, 16000))
+    np.testing.assert_array_equal(decoding.resample(x, 44100, 16000), decoding.resample(x, 44100, 16000))
 
 
 def test_downmix_is_the_mean_of_the_channels(tmp_path: Path) -> None:
     x = stereo_test_signal(16000, 2.0)
     path = write(tmp_path / "stereo.wav", x, 16000)
-    clip, data = audio.prepare(path, AudioSpec(("wav",), channels=1))
+    clip, data = encoding.prepare(path, AudioSpec(("wav",), channels=1))
     mono, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     source, _ = sf.read(path, dtype="float32", always_2d=True)
     assert clip.channels == 1 and mono.shape == (len(x), 1)
@@ -160,11 +164,11 @@ def test_downmix_is_the_mean_of_the_channels(tmp_path: Path) -> None:
 
 def test_stereo_from_mono_duplicates_the_channel() -> None:
     x = sine(200, 8000, 0.5)[:, None]
-    y = audio.downmix(x, 2)
+    y = decoding.downmix(x, 2)
     assert y.shape == (len(x), 2)
     np.testing.assert_array_equal(y[:, 0], y[:, 1])
     with pytest.raises(ValueError, match="cannot map 3 channels to 2"):
-        audio.downmix(np.zeros((10, 3), dtype=np.float32), 2)
+        decoding.downmix(np.zeros((10, 3), dtype=np.float32), 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def test_stereo_from_mono_duplicates_the_channel() -> None:
 def test_lossless_round_trip_is_exact_to_16_bits(fmt: str) -> None:
     x = np.random.default_rng(1).uniform(-1, 1, (16000, 2)).astype(np.float32)
     x[0] = 1.5  # out of range: clipped to full scale, never wrapped around
-    y, rate = sf.read(io.BytesIO(audio.encode(x, 16000, fmt)), dtype="float32", always_2d=True)
+    y, rate = sf.read(io.BytesIO(encoding.encode(x, 16000, fmt)), dtype="float32", always_2d=True)
     assert rate == 16000 and y.shape == x.shape
     np.testing.assert_allclose(y, np.clip(x, -1, 1), atol=1.01 * LSB)
 
@@ -183,8 +187,8 @@ def test_lossless_round_trip_is_exact_to_16_bits(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["ogg", "mp3"])
 @pytest.mark.parametrize("rate", [16000, 44100])
 def test_lossy_round_trip_is_close_and_aligned(music: np.ndarray, fmt: str, rate: int) -> None:
-    x = audio.resample(music[: 3 * 44100], 44100, rate)
-    y, got_rate = sf.read(io.BytesIO(audio.encode(x, rate, fmt)), dtype="float32", always_2d=True)
+    x = decoding.resample(music[: 3 * 44100], 44100, rate)
+    y, got_rate = sf.read(io.BytesIO(encoding.encode(x, rate, fmt)), dtype="float32", always_2d=True)
     # Measured with libsndfile 1.2.2: the Vorbis pre-skip and LAME's delay and padding are both
     # compensated on decode, so the length is exact and the signal aligned at lag 0.
     assert got_rate == rate and y.shape == x.shape
@@ -196,13 +200,13 @@ def test_lossy_round_trip_is_close_and_aligned(music: np.ndarray, fmt: str, rate
 @pytest.mark.parametrize("fmt", audio.AUDIO_FORMATS)
 def test_encoding_is_byte_identical_for_the_same_input(music: np.ndarray, fmt: str) -> None:
     x = music[:44100]
-    first, second = audio.encode(x, 44100, fmt), audio.encode(x.copy(), 44100, fmt)
+    first, second = encoding.encode(x, 44100, fmt), encoding.encode(x.copy(), 44100, fmt)
     assert hashlib.sha256(first).digest() == hashlib.sha256(second).digest()
 
 
 def test_ogg_serial_fix_keeps_a_valid_stream(music: np.ndarray) -> None:
-    data = audio.encode(music[:44100], 44100, "ogg")
-    assert data[14:18] == audio._OGG_SERIAL.to_bytes(4, "little")
+    data = encoding.encode(music[:44100], 44100, "ogg")
+    assert data[14:18] == encoding._OGG_SERIAL.to_bytes(4, "little")
     # libogg drops pages whose CRC is wrong, so a full-length decode proves every checksum.
     y, _ = sf.read(io.BytesIO(data), dtype="float32")
     assert len(y) == 44100
@@ -211,11 +215,11 @@ def test_ogg_serial_fix_keeps_a_valid_stream(music: np.ndarray) -> None:
 def test_encode_refuses_what_it_cannot_write() -> None:
     x = np.zeros(100, dtype=np.float32)
     with pytest.raises(ValueError, match="unknown audio format"):
-        audio.encode(x, 16000, "aac")
+        encoding.encode(x, 16000, "aac")
     with pytest.raises(ValueError, match="mp3 cannot be encoded at 20000 Hz"):
-        audio.encode(x, 20000, "mp3")
+        encoding.encode(x, 20000, "mp3")
     with pytest.raises(ValueError, match="shape"):
-        audio.encode(np.zeros(0, dtype=np.float32), 16000, "wav")
+        encoding.encode(np.zeros(0, dtype=np.float32), 16000, "wav")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,12 +228,12 @@ def test_encode_refuses_what_it_cannot_write() -> None:
 
 def test_pass_through_sends_the_original_bytes(music_files: dict[str, Path]) -> None:
     path = music_files["mp3"]
-    clip, data = audio.prepare(path, AudioSpec(("wav", "mp3"), channels=None))
+    clip, data = encoding.prepare(path, AudioSpec(("wav", "mp3"), channels=None))
     assert data == path.read_bytes()
     assert clip.format == "mp3" and clip.mime == "audio/mpeg" and clip.channels == 2
     assert clip.sha256 == hashlib.sha256(data).hexdigest() and clip.nbytes == len(data)
     # A window longer than the clip and the same rate and layout change nothing either.
-    same, _ = audio.prepare(path, AudioSpec(("mp3",), sample_rate=44100, channels=2, duration_s=60))
+    same, _ = encoding.prepare(path, AudioSpec(("mp3",), sample_rate=44100, channels=2, duration_s=60))
     assert same.sha256 == clip.sha256
 
 
@@ -244,7 +248,7 @@ def test_pass_through_sends_the_original_bytes(music_files: dict[str, Path]) -> 
     ],
 )
 def test_any_change_re_encodes_in_the_first_format(music_files: dict[str, Path], spec: AudioSpec) -> None:
-    clip, data = audio.prepare(music_files["mp3"], spec)
+    clip, data = encoding.prepare(music_files["mp3"], spec)
     assert data != music_files["mp3"].read_bytes()
     assert clip.format == spec.formats[0] and clip.mime == audio.MIME[spec.formats[0]]
     decoded, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
@@ -262,7 +266,7 @@ def test_spec_changes_give_different_clips(music_files: dict[str, Path]) -> None
         AudioSpec(("flac",)),
         AudioSpec(("ogg",)),
     ]
-    hashes = [audio.prepare(music_files["flac"], spec)[0].sha256 for spec in specs]
+    hashes = [encoding.prepare(music_files["flac"], spec)[0].sha256 for spec in specs]
     assert len(set(hashes)) == len(specs)
 
 
@@ -272,23 +276,23 @@ def test_identical_files_give_the_same_clip_and_edits_a_different_one(tmp_path: 
     copy = tmp_path / "copy.flac"
     shutil.copyfile(first, copy)
     spec = AudioSpec(("wav",), sample_rate=16000)
-    a, b = audio.prepare(first, spec)[0], audio.prepare(copy, spec)[0]
+    a, b = encoding.prepare(first, spec)[0], encoding.prepare(copy, spec)[0]
     assert a.sha256 == b.sha256 and (a.source, b.source) == (str(first), str(copy))
     edited = write(tmp_path / "edited.flac", x * 0.9, 22050)
-    assert audio.prepare(edited, spec)[0].sha256 != a.sha256
+    assert encoding.prepare(edited, spec)[0].sha256 != a.sha256
 
 
 def test_max_bytes_refuses_an_oversized_clip(tmp_path: Path) -> None:
     path = write(tmp_path / "tone.wav", sine(440, 16000, 2.0), 16000)
-    clip, _ = audio.prepare(path, AudioSpec(("wav",), max_bytes=64044))
+    clip, _ = encoding.prepare(path, AudioSpec(("wav",), max_bytes=64044))
     assert clip.nbytes == 64044  # 2 s of 16-bit mono at 16 kHz plus a 44-byte header
     with pytest.raises(AudioError) as caught:
-        audio.prepare(path, AudioSpec(("wav",), max_bytes=64043))
+        encoding.prepare(path, AudioSpec(("wav",), max_bytes=64043))
     assert (
         str(path) in str(caught.value) and "64,044 B" in str(caught.value) and "limit of 64,043 B" in str(caught.value)
     )
     # A compressed format fits where the wav did not.
-    assert audio.prepare(path, AudioSpec(("ogg",), max_bytes=64043))[0].nbytes < 64043
+    assert encoding.prepare(path, AudioSpec(("ogg",), max_bytes=64043))[0].nbytes < 64043
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,8 +340,8 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, dict[str, Any], str]]:
 def test_bad_clips_raise_audio_error_naming_path_and_reason(tmp_path: Path, case: str) -> None:
     path, window, reason = _bad_files(tmp_path)[case]
     for attempt in (
-        lambda: audio.check(path, **window),
-        lambda: audio.prepare(path, AudioSpec(("wav",), sample_rate=16000, **window)),
+        lambda: decoding.check(path, **window),
+        lambda: encoding.prepare(path, AudioSpec(("wav",), sample_rate=16000, **window)),
     ):
         with pytest.raises(AudioError) as caught:
             attempt()
@@ -349,9 +353,9 @@ def test_bad_clips_raise_audio_error_naming_path_and_reason(tmp_path: Path, case
 
 def test_quiet_but_audible_clip_passes_and_threshold_is_adjustable(tmp_path: Path) -> None:
     path = write(tmp_path / "quiet.wav", sine(440, 8000, 1.0, amplitude=10 ** (-50 / 20)), 8000)
-    assert audio.check(path).frames == 8000
+    assert decoding.check(path).frames == 8000
     with pytest.raises(AudioError, match=r"peak -50\.0 dBFS, below the -40 dBFS threshold"):
-        audio.check(path, silence_dbfs=-40)
+        decoding.check(path, silence_dbfs=-40)
 
 
 def test_audio_error_survives_pickling() -> None:
@@ -400,7 +404,7 @@ def test_spec_key_is_canonical() -> None:
 
 def test_prepared_clip_describes_itself_in_one_short_line(tmp_path: Path) -> None:
     path = write(tmp_path / "tone.wav", sine(440, 44100, 10.0), 44100)
-    clip, _ = audio.prepare(path, AudioSpec(("wav",), sample_rate=16000))
+    clip, _ = encoding.prepare(path, AudioSpec(("wav",), sample_rate=16000))
     assert clip.describe() == f"wav · 10.00 s · 16000 Hz · mono · 320,044 B · sha256 {clip.sha256[:12]}"
     assert PreparedClip.from_dict(clip.to_dict()) == clip
     assert re.fullmatch(r"[0-9a-f]{64}", clip.sha256)
@@ -421,12 +425,12 @@ def source(tmp_path: Path) -> Path:
 def test_second_get_is_a_hit_without_decoding(tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with ClipStore(tmp_path / "store") as store:
         clip = store.get_or_prepare(source, SPEC)
-        assert store.read(clip) == audio.prepare(source, SPEC)[1]
+        assert store.read(clip) == encoding.prepare(source, SPEC)[1]
 
         def no_decoding(*args: object, **kwargs: object) -> Any:
             raise AssertionError("a hit must not decode")
 
-        monkeypatch.setattr(audio, "prepare", no_decoding)
+        monkeypatch.setattr(clips, "prepare", no_decoding)
         monkeypatch.setattr(sf, "SoundFile", no_decoding)
         assert store.get_or_prepare(source, SPEC) == clip
         assert store.stats() == {"blobs": 1, "bytes": clip.nbytes, "entries": 1, "hits": 1, "misses": 1}
@@ -465,14 +469,14 @@ def test_an_edit_of_the_same_size_is_seen(tmp_path: Path, restore_mtime: bool) -
         assert path.stat().st_size == st.st_size
         after = store.get_or_prepare(path, SPEC)
         assert after.sha256 != before.sha256 and store.misses == 2
-        assert after.sha256 == audio.prepare(path, SPEC)[0].sha256
+        assert after.sha256 == encoding.prepare(path, SPEC)[0].sha256
 
 
 def test_a_fresh_file_is_verified_by_content_until_its_timestamp_is_old(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Simulate a rewrite within one filesystem clock tick: nothing in the stat identity changes.
-    monkeypatch.setattr(audio, "_identity", lambda st: (st.st_size, 0, 0, 0))
+    monkeypatch.setattr(clips, "_identity", lambda st: (st.st_size, 0, 0, 0))
     path = write(tmp_path / "clip.wav", stereo_test_signal(44100, 3.0), 44100)
     with ClipStore(tmp_path / "store") as store:
         before = store.get_or_prepare(path, SPEC)
@@ -480,10 +484,10 @@ def test_a_fresh_file_is_verified_by_content_until_its_timestamp_is_old(
         after = store.get_or_prepare(path, SPEC)
         assert after.sha256 != before.sha256
         # Seconds later the entry is trusted on its stat alone: a hit then reads nothing at all.
-        real_ns = audio.time.time_ns
-        monkeypatch.setattr(audio.time, "time_ns", lambda: real_ns() + 10 * audio._RACY_WINDOW_NS)
+        real_ns = clips.time.time_ns
+        monkeypatch.setattr(clips.time, "time_ns", lambda: real_ns() + 10 * clips._RACY_WINDOW_NS)
         assert store.get_or_prepare(path, SPEC) == after  # verifies once more, then drops the hash
-        monkeypatch.setattr(audio, "_file_sha256", lambda path: pytest.fail("a settled hit must not read the file"))
+        monkeypatch.setattr(clips, "_file_sha256", lambda path: pytest.fail("a settled hit must not read the file"))
         assert store.get_or_prepare(path, SPEC) == after
         assert store.hits == 2
 

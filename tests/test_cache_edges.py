@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 import dialbgm
 from dialbgm.calls._cache import ResponseCache
 from dialbgm.cli._app import app
-from dialbgm.config._config import Capabilities, JudgeConfig, ProviderConfig
+from dialbgm.config._models import Capabilities, JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
-from dialbgm.data._dataset import Candidate, Item, Turn
+from dialbgm.data._items import Candidate, Item, Turn
 from dialbgm.judging._request import Request, Response
 from dialbgm.run._runner import prepare, run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
@@ -403,7 +403,7 @@ def test_an_entry_stored_under_another_key_is_not_served(tmp_path: Path) -> None
 @pytest.mark.parametrize("how", DAMAGES)
 def test_the_prepared_audio_index_recovers_from_damage(how: str, tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.data._audio import AudioSpec, ClipStore
+    from dialbgm.data import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     spec = AudioSpec(("wav",), sample_rate=16000, duration_s=2.0)
@@ -419,7 +419,7 @@ def test_the_prepared_audio_index_recovers_from_damage(how: str, tmp_path: Path)
 
 def test_an_undecodable_audio_index_entry_is_a_miss(tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.data._audio import AudioSpec, ClipStore
+    from dialbgm.data import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     spec = AudioSpec(("wav",), sample_rate=16000, duration_s=2.0)
@@ -433,7 +433,8 @@ def test_an_undecodable_audio_index_entry_is_a_miss(tmp_path: Path) -> None:
 
 
 def test_every_setting_of_an_audio_spec_is_in_the_index_key(tmp_path: Path) -> None:
-    from dialbgm.data._audio import AudioSpec, _index_key
+    from dialbgm.data import AudioSpec
+    from dialbgm.data._clips import _index_key
 
     clip = tmp_path / "x.wav"
     clip.write_bytes(b"RIFF")
@@ -454,7 +455,7 @@ def test_every_setting_of_an_audio_spec_is_in_the_index_key(tmp_path: Path) -> N
 
 def test_a_read_only_audio_store_serves_what_it_holds_and_names_what_it_lacks(tmp_path: Path) -> None:
     pytest.importorskip("soundfile")
-    from dialbgm.data._audio import AudioSpec, ClipStore
+    from dialbgm.data import AudioSpec, ClipStore
 
     clip = _a_clip(tmp_path)
     with ClipStore(tmp_path / "store") as store:
@@ -464,7 +465,7 @@ def test_a_read_only_audio_store_serves_what_it_holds_and_names_what_it_lacks(tm
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from dialbgm.data._audio import AudioSpec, ClipStore\n"
+        "from dialbgm.data import AudioSpec, ClipStore\n"
         "with ClipStore(Path(sys.argv[1])) as store:\n"
         "    clip = store.get_or_prepare(sys.argv[2], AudioSpec(('wav',), sample_rate=16000, duration_s=2.0))\n"
         "    assert len(store.read(clip)) == clip.nbytes\n"

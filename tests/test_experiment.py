@@ -286,7 +286,7 @@ def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: 
         if judge in ("random", "embedding"):
             res = run_eval(workspace, judge, data, out_dir=tmp_path / judge, limit=limit, overrides=over)
             assert quick_config_hash(workspace, judge, data, limit, over) == res.manifest["config_hash"]
-        from dialbgm.config._config import stable_hash
+        from dialbgm.config._models import stable_hash
         from dialbgm.run._runner import prepare, run_config
 
         prep = prepare(workspace, judge, data, limit=limit, overrides=over)

@@ -10,7 +10,8 @@ import pytest
 
 from dialbgm.config._config import load_judge
 from dialbgm.config._workspace import Workspace
-from dialbgm.data._dataset import Candidate, Dataset, Item, Turn, load_dataset
+from dialbgm.data._dataset import load_dataset
+from dialbgm.data._items import Candidate, Dataset, Item, Turn
 from dialbgm.errors import ConfigError, TemplateError
 from dialbgm.judging._plan import FewShotPool, build_units, load_pool, presentation_order
 from dialbgm.judging._prompts import PromptSet

@@ -742,7 +742,8 @@ def write_clips(
     length and rate; anything else (missing, edited, truncated) is rendered again. ``on_clip`` is
     told each path and whether it was rendered now.
     """
-    from dialbgm.data._audio import encode, write_atomically
+    from dialbgm.data._clips import write_atomically
+    from dialbgm.data._encode import encode
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir)

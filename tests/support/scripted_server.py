@@ -72,7 +72,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class ScriptedOpenAIServer:
-    def __init__(self, script: Script = _default_script, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, script: Script = _default_script, delay_s: float = 0.0, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.script = script
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
@@ -207,7 +209,8 @@ class ScriptedOpenAIServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        # A fixed port (default: any free one) is for tests whose cache keys hold the base URL.
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

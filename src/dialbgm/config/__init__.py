@@ -37,16 +37,16 @@ __all__ = [
 _WHERE = {
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
-    "JudgeConfig": "._config",
+    "JudgeConfig": "._models",
     "PriceTable": "._prices",
-    "ProviderConfig": "._config",
+    "ProviderConfig": "._models",
     "TASK_FILE": "._criteria",
     "TEMPLATE_FILES": "._criteria",
     "TaskInfo": "._criteria",
     "Workspace": "._workspace",
     "builtin_root": "._workspace",
     "check_recordable": "._config",
-    "few_shot_pool_path": "._config",
+    "few_shot_pool_path": "._checks",
     "find_workspace": "._workspace",
     "init_workspace": "._starter",
     "known_templates": "._criteria",
@@ -56,23 +56,14 @@ _WHERE = {
     "parse_overrides": "._config",
     "read_task": "._criteria",
     "read_template_criteria": "._criteria",
-    "require_key": "._config",
-    "stable_hash": "._config",
+    "require_key": "._checks",
+    "stable_hash": "._models",
     "stated": "._criteria",
 }
 
 if TYPE_CHECKING:
-    from dialbgm.config._config import (
-        JudgeConfig,
-        ProviderConfig,
-        check_recordable,
-        few_shot_pool_path,
-        load_judge,
-        load_provider,
-        parse_overrides,
-        require_key,
-        stable_hash,
-    )
+    from dialbgm.config._checks import few_shot_pool_path, require_key
+    from dialbgm.config._config import check_recordable, load_judge, load_provider, parse_overrides
     from dialbgm.config._criteria import (
         CRITERIA_FILE,
         TASK_FILE,
@@ -83,6 +74,7 @@ if TYPE_CHECKING:
         read_template_criteria,
         stated,
     )
+    from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
     from dialbgm.config._prices import PriceTable, load_prices
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace
