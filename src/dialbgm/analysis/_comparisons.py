@@ -31,8 +31,9 @@ def compare_pair(
     allowed = pairable(a, b, by_content=by_content)
     ok_a, ok_b = only_keys(a.ok_items, allowed), only_keys(b.ok_items, allowed)
     common = [i for i in ok_a if i in ok_b]
-    cols_a = [[ok_a[i]["metrics"][m] for i in common] for m in METRICS]
-    cols_b = [[ok_b[i]["metrics"][m] for i in common] for m in METRICS]
+    rows_a, rows_b = [ok_a[i]["metrics"] for i in common], [ok_b[i]["metrics"] for i in common]
+    cols_a = [[r[m] for r in rows_a] for m in METRICS]
+    cols_b = [[r[m] for r in rows_b] for m in METRICS]
     groups = _common_groups(a, b, common)
     estimates = (
         paired_compare(cols_a, cols_b, n_flips=n_flips, n_resamples=n_resamples, seed=seed, groups=groups)
