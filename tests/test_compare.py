@@ -12,7 +12,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dialbgm.analysis._compare import agreement, cost, diff_runs, load_run, pair_taus, sign_vectors
+from dialbgm.analysis._agreement import agreement, pair_taus, sign_vectors
+from dialbgm.analysis._cells import load_cell
+from dialbgm.analysis._cost import cost
+from dialbgm.analysis._diff import diff_runs
 from dialbgm.cli._experiments import register
 from dialbgm.config._prices import load_prices
 from dialbgm.config._workspace import Workspace
@@ -82,7 +85,7 @@ def test_vectorised_pair_tau_equals_kendall_tau_b_with_ties(tmp_path: Path) -> N
     sa = {f"i{k}": {c: float(rng.randint(1, 3)) for c in HUMAN} for k in range(200)}  # many ties
     sb = {f"i{k}": {c: float(rng.randint(1, 3)) for c in HUMAN} for k in range(200)}
     sb["i0"] = {c: 5.0 for c in HUMAN}  # all tied: undefined, counts as 0
-    a, b = load_run(fake_run(tmp_path / "a", dict(sa))), load_run(fake_run(tmp_path / "b", dict(sb)))
+    a, b = load_cell(fake_run(tmp_path / "a", dict(sa))), load_cell(fake_run(tmp_path / "b", dict(sb)))
     taus = pair_taus(sign_vectors(a), sign_vectors(b))
     for k, v in taus.items():
         ids = sorted(HUMAN)
@@ -93,8 +96,8 @@ def test_vectorised_pair_tau_equals_kendall_tau_b_with_ties(tmp_path: Path) -> N
 def test_agreement_matrix_uses_common_items_and_the_human_column(tmp_path: Path) -> None:
     perfect = {"c1": 4.0, "c2": 3.0, "c3": 2.0, "c4": 1.0}
     reverse = {"c1": 1.0, "c2": 2.0, "c3": 3.0, "c4": 4.0}
-    a = load_run(fake_run(tmp_path / "a", {"x": perfect, "y": perfect, "z": perfect}))
-    b = load_run(fake_run(tmp_path / "b", {"x": reverse, "y": perfect, "z": None}))
+    a = load_cell(fake_run(tmp_path / "a", {"x": perfect, "y": perfect, "z": perfect}))
+    b = load_cell(fake_run(tmp_path / "b", {"x": reverse, "y": perfect, "z": None}))
     ag = agreement([a, b])
     assert ag["cells"] == ["a", "b", "human"]
     # Common items x (tau -1) and y (tau 1): mean 0 over n = 2; z is failed in b and left out.
@@ -110,10 +113,10 @@ def test_cost_splits_paid_and_avoided_by_the_price_table(workspace: Workspace, t
     prices = load_prices(workspace)
     s = {"c1": 4.0, "c2": 3.0, "c3": 2.0, "c4": 1.0}
     usage = {"prompt_tokens": 1000, "completion_tokens": 100}
-    paid = load_run(fake_run(tmp_path / "p", {"x": s, "y": s}, usage=usage))
-    hit = load_run(fake_run(tmp_path / "h", {"x": s, "y": s}, usage=usage, cache_hit=True))
-    local = load_run(fake_run(tmp_path / "l", {"x": s}, model="smollm2-135m", kind="llama_cpp_server"))
-    odd = load_run(fake_run(tmp_path / "o", {"x": s}, model="my-own-model", usage=usage))
+    paid = load_cell(fake_run(tmp_path / "p", {"x": s, "y": s}, usage=usage))
+    hit = load_cell(fake_run(tmp_path / "h", {"x": s, "y": s}, usage=usage, cache_hit=True))
+    local = load_cell(fake_run(tmp_path / "l", {"x": s}, model="smollm2-135m", kind="llama_cpp_server"))
+    odd = load_cell(fake_run(tmp_path / "o", {"x": s}, model="my-own-model", usage=usage))
     rows = {r["cell_id"]: r for r in cost([paid, hit, local, odd], prices)}
     per_unit = (1000 * 2.50 + 100 * 10.00) / 1e6  # gpt-4o
     assert rows["p"]["cost_usd"] == pytest.approx(2 * per_unit)

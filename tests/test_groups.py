@@ -13,7 +13,8 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from dialbgm.analysis._compare import compare_pair, detectability_statement, load_run
+from dialbgm.analysis._cells import load_cell
+from dialbgm.analysis._comparisons import compare_pair, detectability_statement
 from dialbgm.cli._app import app
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._dataset import load_dataset
@@ -142,7 +143,7 @@ def _random_run(ws: Workspace, data: Path, out: Path, seed: int) -> Path:
 def test_ungrouped_comparison_of_two_sample_runs_is_todays(workspace: Workspace, tmp_path: Path) -> None:
     a = _random_run(workspace, workspace.sample_data, tmp_path / "a", 0)
     b = _random_run(workspace, workspace.sample_data, tmp_path / "b", 1)
-    c = compare_pair(load_run(a, "A"), load_run(b, "B"))
+    c = compare_pair(load_cell(a, "A"), load_cell(b, "B"))
     got = {m: {f: v[f] for f in ("diff", "ci_low", "ci_high", "p_value", "mdd80")} for m, v in c["metrics"].items()}
     assert got == PINNED_COMPARE
     assert "n_groups" not in c and "unit" not in c
@@ -334,8 +335,8 @@ def test_grouped_run_resamples_groups_and_reports_them(workspace: Workspace, tmp
 
 def test_grouped_comparison_flips_by_group(workspace: Workspace, tmp_path: Path) -> None:
     data = _grouped_sample(tmp_path)
-    a = load_run(_random_run(workspace, data, tmp_path / "a", 0), "A")
-    b = load_run(_random_run(workspace, data, tmp_path / "b", 1), "B")
+    a = load_cell(_random_run(workspace, data, tmp_path / "a", 0), "A")
+    b = load_cell(_random_run(workspace, data, tmp_path / "b", 1), "B")
     c = compare_pair(a, b)
     assert c["n_groups"] == 12 and c["n_common"] == 48
     ids = list(a.ok_items)
@@ -362,6 +363,6 @@ def test_runs_that_disagree_on_groups_are_not_compared(workspace: Workspace, tmp
     a = _random_run(workspace, _grouped_sample(tmp_path), tmp_path / "a", 0)
     b = _random_run(workspace, _grouped_sample(tmp_path, shift=1), tmp_path / "b", 1)
     with pytest.raises(ResultsError, match=r"different data files"):
-        compare_pair(load_run(a, "A"), load_run(b, "B"))
+        compare_pair(load_cell(a, "A"), load_cell(b, "B"))
     res = CliRunner().invoke(app, ["diff", str(a), str(b)])
     assert res.exit_code == 2 and "different data" in res.output and "Traceback" not in res.output

@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dialbgm.analysis._compare import diff_runs
+from dialbgm.analysis._diff import diff_runs
 from dialbgm.cli._app import app as main_app
 from dialbgm.cli._experiments import register
 from dialbgm.config._workspace import Workspace

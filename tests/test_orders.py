@@ -123,7 +123,7 @@ def test_kemeny_and_borda_are_selectable(workspace: Workspace, sample_path: Path
 
 
 def test_the_report_shows_the_bias_diagnostics(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
-    from dialbgm.report._html import write_report
+    from dialbgm.report._write import write_report
 
     with ScriptedOpenAIServer(position_biased) as server:
         over: dict[str, Any] = {"api_base": server.base_url, "orders": 4, "shuffle_labels": True}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dialbgm.cli._experiments import register
 from dialbgm.config._workspace import Workspace
-from dialbgm.report._html import write_report
+from dialbgm.report._write import write_report
 from dialbgm.run._experiment import load_experiment, run_cells
 from dialbgm.run._runner import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer

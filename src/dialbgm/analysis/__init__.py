@@ -27,39 +27,30 @@ __all__ = [
 ]
 
 _WHERE = {
-    "CellData": "._compare",
+    "CellData": "._cells",
     "Experiment": "._frames",
     "Run": "._frames",
     "analyse": "._compare",
     "analyse_cells": "._compare",
     "data_warning": "._compare",
-    "diff_runs": "._compare",
+    "diff_runs": "._diff",
     "export": "._export",
     "load_any": "._frames",
     "load_experiment": "._frames",
-    "load_folder": "._compare",
+    "load_folder": "._cells",
     "load_run": "._frames",
-    "only_keys": "._compare",
-    "pair_taus": "._compare",
-    "pairable": "._compare",
-    "sign_vectors": "._compare",
+    "only_keys": "._cells",
+    "pair_taus": "._agreement",
+    "pairable": "._cells",
+    "sign_vectors": "._agreement",
     "write_comparison": "._compare",
 }
 
 if TYPE_CHECKING:
-    from dialbgm.analysis._compare import (
-        CellData,
-        analyse,
-        analyse_cells,
-        data_warning,
-        diff_runs,
-        load_folder,
-        only_keys,
-        pair_taus,
-        pairable,
-        sign_vectors,
-        write_comparison,
-    )
+    from dialbgm.analysis._agreement import pair_taus, sign_vectors
+    from dialbgm.analysis._cells import CellData, load_folder, only_keys, pairable
+    from dialbgm.analysis._compare import analyse, analyse_cells, data_warning, write_comparison
+    from dialbgm.analysis._diff import diff_runs
     from dialbgm.analysis._export import export
     from dialbgm.analysis._frames import Experiment, Run, load_any, load_experiment, load_run
 

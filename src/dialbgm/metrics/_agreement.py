@@ -144,6 +144,30 @@ def n_groups(groups: Sequence[str | None] | None) -> int | None:
     return None if idx is None else len(set(idx))
 
 
+@functools.lru_cache(maxsize=2)
+def resample_counts(n: int, n_resamples: int, seed: int) -> tuple[tuple[int, Any], ...]:
+    """How often each of ``n`` units is drawn in each bootstrap resample, in blocks of rows
+    (``start``, ``counts[b, n]``), so 1,200 items × 2,000 resamples never sit in memory as indices.
+
+    The draws depend only on (n, n_resamples, seed): every paired comparison of an experiment
+    (same seed, same number of common items) resamples the same item sets, so they are drawn once
+    and shared (read-only) — the figures are the ones each comparison drawing its own would give.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    blocks = []
+    block = max(1, 200_000 // n)
+    for start in range(0, n_resamples, block):
+        b = min(n_resamples, start + block) - start
+        idx = rng.integers(0, n, size=(b, n))
+        # How often each item is drawn in each resample; the means are then one matrix product.
+        counts = np.bincount((np.arange(b)[:, None] * n + idx).ravel(), minlength=b * n).reshape(b, n)
+        counts.flags.writeable = False
+        blocks.append((start, counts))
+    return tuple(blocks)
+
+
 def bootstrap_means(
     columns: Sequence[Sequence[float]],
     *,
@@ -173,15 +197,9 @@ def bootstrap_means(
         return _cluster_bootstrap(data, np.asarray(clusters), means, n_resamples, confidence, seed)
     if n == 1:
         return [Estimate(float(m), float(m), float(m)) for m in means]
-    rng = np.random.default_rng(seed)
     boot = np.empty((k, n_resamples))
-    block = max(1, 200_000 // n)
-    for start in range(0, n_resamples, block):
-        b = min(n_resamples, start + block) - start
-        idx = rng.integers(0, n, size=(b, n))
-        # How often each item is drawn in each resample; the means are then one matrix product.
-        counts = np.bincount((np.arange(b)[:, None] * n + idx).ravel(), minlength=b * n).reshape(b, n)
-        boot[:, start : start + b] = (counts @ data.T).T / n
+    for start, counts in resample_counts(n, n_resamples, seed):
+        boot[:, start : start + counts.shape[0]] = (counts @ data.T).T / n
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)
     return [Estimate(float(m), float(a), float(b)) for m, a, b in zip(means, lo, hi, strict=True)]
@@ -198,15 +216,10 @@ def _cluster_bootstrap(
     sums = np.zeros((data.shape[0], n_g))
     np.add.at(sums.T, idx, data.T)
     sizes = np.bincount(idx, minlength=n_g).astype(float)
-    rng = np.random.default_rng(seed)
     boot = np.empty((data.shape[0], n_resamples))
-    block = max(1, 200_000 // n_g)
-    for start in range(0, n_resamples, block):
-        b = min(n_resamples, start + block) - start
-        draw = rng.integers(0, n_g, size=(b, n_g))
-        counts = np.bincount((np.arange(b)[:, None] * n_g + draw).ravel(), minlength=b * n_g).reshape(b, n_g)
+    for start, counts in resample_counts(n_g, n_resamples, seed):
         # A resample's mean: the items of its groups (a group drawn twice counts twice) over their number.
-        boot[:, start : start + b] = (counts @ sums.T).T / (counts @ sizes)
+        boot[:, start : start + counts.shape[0]] = (counts @ sums.T).T / (counts @ sizes)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)
     return [Estimate(float(m), float(a), float(b)) for m, a, b in zip(means, lo, hi, strict=True)]

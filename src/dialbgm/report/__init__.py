@@ -13,13 +13,14 @@ __all__ = [
 ]
 
 _WHERE = {
-    "LABELS": "._html",
+    "LABELS": "._format",
     "print_run": "._terminal",
-    "write_report_checked": "._html",
+    "write_report_checked": "._write",
 }
 
 if TYPE_CHECKING:
-    from dialbgm.report._html import LABELS, write_report_checked
+    from dialbgm.report._format import LABELS
     from dialbgm.report._terminal import print_run
+    from dialbgm.report._write import write_report_checked
 
 __getattr__ = exports(__name__, _WHERE)

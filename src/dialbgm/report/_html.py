@@ -1,36 +1,27 @@
-"""``report.html`` (self-contained: inline CSS and SVG, no external asset) and ``report.md``.
+"""``report.html``: self-contained (inline CSS and SVG, no external asset).
 
-Both are built from :func:`dialbgm.analysis._compare.analyse` of a run or experiment folder. Every piece of
+Built from :func:`dialbgm.analysis.analyse_cells` of a run or experiment folder. Every piece of
 text that comes from data (dialogues, captions, judge replies, cell ids) goes through
 ``html.escape``: a judge reply is untrusted text and must render as text, never as markup.
 """
 
 from __future__ import annotations
 
-import html
-import math
 from pathlib import Path
 from typing import Any
 
-from dialbgm.analysis import CellData, data_warning, load_folder, pair_taus
+from dialbgm.analysis import CellData, data_warning, pair_taus
 from dialbgm.metrics import METRICS
+from dialbgm.report._format import LABELS, MC, SIG, label_map, pairing_notes
+from dialbgm.report._format import esc as _e
+from dialbgm.report._format import num as _num
+from dialbgm.report._format import pval as _p
+from dialbgm.report._format import rates as _rates
+from dialbgm.report._format import settings_text as _settings_text
 from dialbgm.report._provenance import git_label, report_provenance
+from dialbgm.report._svg import heatmap_svg, interval_svg
 
-LABELS = {
-    "hit_at_1": "Hit@1",
-    "hit_at_2": "Hit@2",
-    "mrr": "MRR",
-    "ndcg": "NDCG",
-    "kendall_tau_b": "Kendall τ-b",
-    "spearman": "Spearman",
-}
-MD_LABELS = {**LABELS, "kendall_tau_b": "Kendall tau-b"}
-DOMAIN = {"kendall_tau_b": (-1.0, 1.0), "spearman": (-1.0, 1.0)}
 N_DISAGREE = 5
-SIG = "*"
-"""The one meaning of ``*`` in every output (terminal, HTML, Markdown): significant after Holm."""
-MC = "†"
-"""A p-value from random sign flips (Monte Carlo) rather than their exact enumeration."""
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
@@ -50,126 +41,6 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f2f3f7;padding:6px 8p
 font-size:.82em;max-height:16em;overflow:auto}
 .note{color:#556;font-size:.88em}
 """
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _num(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, int) and not isinstance(x, bool):
-        return str(x)
-    return f"{x:.{digits}f}"
-
-
-def _p(p: Any) -> str:
-    if p is None:
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-# ---------------------------------------------------------------- SVG
-
-
-def _color(v: float | None) -> str:
-    """Diverging: -1 red, 0 white, +1 blue; grey when undefined."""
-    if v is None or math.isnan(v):
-        return "#cccccc"
-    t = max(-1.0, min(1.0, v))
-    lo, hi = (178, 24, 43), (33, 102, 172)
-    end = hi if t >= 0 else lo
-    a = abs(t)
-    r, g, b = (round(255 + (c - 255) * a) for c in end)
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def heatmap_svg(names: list[str], matrix: list[list[float | None]], counts: list[list[int]]) -> str:
-    k = len(names)
-    cell = 56 if k <= 10 else 36
-    longest = max((len(n) for n in names), default=4)
-    left = min(320, 12 + 6.6 * longest)
-    top = min(260, 12 + 4.8 * longest)
-    w, h = left + cell * k + 10, top + cell * k + 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{w:.0f}" height="{h:.0f}" '
-        f'viewBox="0 0 {w:.0f} {h:.0f}" role="img" aria-label="judge agreement heatmap">'
-    ]
-    for i, name in enumerate(names):
-        y = top + cell * i + cell / 2
-        parts.append(
-            f'<text x="{left - 6:.0f}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle" '
-            f'font-size="11">{_e(name)}</text>'
-        )
-        x = left + cell * i + cell / 2
-        parts.append(
-            f'<text x="{x:.1f}" y="{top - 6:.0f}" font-size="11" transform="rotate(-40 {x:.1f} {top - 6:.0f})">'
-            f"{_e(name)}</text>"
-        )
-    for i in range(k):
-        for j in range(k):
-            v = matrix[i][j]
-            x, y = left + cell * j, top + cell * i
-            dark = v is not None and not math.isnan(v) and abs(v) > 0.6
-            parts.append(
-                f'<rect class="hm-cell" x="{x:.0f}" y="{y:.0f}" width="{cell}" height="{cell}" fill="{_color(v)}" '
-                f'stroke="#fff"><title>{_e(names[i])} vs {_e(names[j])}: {_num(v)} (n={counts[i][j]})</title></rect>'
-            )
-            parts.append(
-                f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2:.1f}" text-anchor="middle" dominant-baseline="middle" '
-                f'font-size="{11 if cell > 40 else 9}" fill="{"#fff" if dark else "#222"}">{_num(v, 2)}</text>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def interval_svg(metric: str, rows: list[dict[str, Any]]) -> str:
-    lo, hi = DOMAIN.get(metric, (0.0, 1.0))
-    longest = max((len(r["cell_id"]) for r in rows), default=4)
-    left, right, row_h, top = min(320, 14 + 7.0 * longest), 20, 22, 10
-    width = 330 + left
-    plot_w = width - left - right
-    height = top + row_h * len(rows) + 28
-
-    def sx(v: float) -> float:
-        # 6 px of padding each side, so a dot at the domain's edge is drawn whole.
-        return left + 6 + (max(lo, min(hi, v)) - lo) / (hi - lo) * (plot_w - 12)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="intervals" width="{width:.0f}" height="{height}" '
-        f'viewBox="0 0 {width:.0f} {height}" role="img" aria-label="{_e(LABELS[metric])} with 95% intervals">'
-    ]
-    base = top + row_h * len(rows)
-    for t in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{base}" stroke="#e3e6ee"/>')
-        parts.append(f'<text x="{sx(t):.1f}" y="{base + 14}" font-size="10" text-anchor="middle">{t:g}</text>')
-    chance = rows[0].get("chance", {}).get(metric) if rows else None
-    if chance is not None:
-        parts.append(
-            f'<line x1="{sx(chance):.1f}" x2="{sx(chance):.1f}" y1="{top}" y2="{base}" stroke="#999" '
-            f'stroke-dasharray="4 3"><title>chance {chance:.3f}</title></line>'
-        )
-    for i, r in enumerate(rows):
-        y = top + row_h * i + row_h / 2
-        parts.append(
-            f'<text x="{left - 6:.0f}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle" font-size="11">'
-            f"{_e(r['cell_id'])}</text>"
-        )
-        m = r["metrics"][metric]
-        if m["mean"] is None:
-            continue
-        if m["ci_low"] is not None and m["ci_high"] is not None:
-            parts.append(
-                f'<line x1="{sx(m["ci_low"]):.1f}" x2="{sx(m["ci_high"]):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
-                'stroke="#2166ac" stroke-width="2"/>'
-            )
-        parts.append(
-            f'<circle cx="{sx(m["mean"]):.1f}" cy="{y:.1f}" r="4" fill="#2166ac"><title>{_e(r["cell_id"])}: '
-            f"{_num(m['mean'])} [{_num(m['ci_low'])}, {_num(m['ci_high'])}]</title></circle>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 # ---------------------------------------------------------------- disagreement items
@@ -208,20 +79,6 @@ def _replies(cell: CellData, item_id: str) -> list[dict[str, Any]]:
     return [u for u in cell.units if u["item_id"] == item_id]
 
 
-def label_map(unit: dict[str, Any]) -> str:
-    """How the labels of this reply map to clips in the order it was shown: ``A→clip-3, B→clip-1``."""
-    shown = unit.get("shown") or []
-    if not shown:
-        return "labels: none recorded"
-    return "labels: " + ", ".join(f"{s['label']}→{s['candidate']}" for s in shown)
-
-
-def _settings_text(settings: dict[str, Any]) -> str:
-    import json
-
-    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, sort_keys=True)}" for k, v in settings.items())
-
-
 def _provenance_html(prov: dict[str, Any]) -> str:
     out = [
         f'<p class="meta">report written {_e(prov["report_written"])} by dialbgm {_e(prov["report_dialbgm"])}; '
@@ -242,26 +99,6 @@ def _provenance_html(prov: dict[str, Any]) -> str:
         )
     out.append("</table>")
     return "".join(out)
-
-
-def _provenance_md(prov: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Provenance",
-        "",
-        f"Report written {prov['report_written']} by dialbgm {prov['report_dialbgm']}; each row is what that "
-        "cell's run recorded when it ran.",
-        "",
-        "| cell | ran | dialbgm | git | packages | judge settings | template sha256 | data sha256 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for c in prov["cells"]:
-        pkgs = ", ".join(f"{k} {v}" for k, v in c["packages"].items()) or "unknown"
-        lines.append(
-            f"| {_md(c['cell_id'])} | {c['started'] or 'unknown'} | {c['dialbgm'] or 'unknown'} | "
-            f"{git_label(c['git_commit'], c['git_dirty'])} | {_md(pkgs)} | `{_md(_settings_text(c['settings']))}` | "
-            f"`{c['template_sha256'] or 'none'}` | `{c['data_sha256'] or 'unknown'}` ({_md(c['data_path'])}) |"
-        )
-    return lines
 
 
 def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, dataset: Any) -> str:
@@ -304,20 +141,6 @@ def _item_html(item_id: str, tau: float, a: CellData, b: CellData | None, datase
             out.append(f"<pre>{_e(u.get('raw') if u.get('raw') is not None else u.get('error'))}</pre>")
     out.append("</div>")
     return "".join(out)
-
-
-def pairing_notes(comparisons: list[dict[str, Any]]) -> list[str]:
-    """One sentence per comparison of cells that read different data files (``--pair-by-content``)."""
-    out = []
-    for c in comparisons:
-        p = c.get("pairing") or {}
-        if p.get("by") == "identical item content":
-            out.append(
-                f"{c['a']} and {c['b']} read different data files: compared on the {p['n_identical']} item(s) whose "
-                f"content is identical in both; {p['n_same_id_different_content']} item(s) with the same id but "
-                "other content left out."
-            )
-    return out
 
 
 # ---------------------------------------------------------------- HTML
@@ -394,10 +217,6 @@ def _agreement_table(ag: dict[str, Any]) -> str:
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
-
-
-def _rates(keys: list[str], rates: list[float]) -> str:
-    return " ".join(f"{k}:{r:.2f}" for k, r in zip(keys, rates, strict=True))
 
 
 def _bias_html(rows: list[dict[str, Any]]) -> str:
@@ -510,155 +329,3 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         + _provenance_html(result.get("provenance") or report_provenance([(c.cell_id, c.manifest) for c in cells]))
         + "</body></html>\n"
     )
-
-
-# ---------------------------------------------------------------- Markdown
-
-
-def _md(x: Any) -> str:
-    return str(x).replace("|", "\\|")
-
-
-def render_md(result: dict[str, Any]) -> str:
-    spec = result["experiment"]
-    lines = [f"# {'Experiment ' + spec['name'] if spec else 'Run ' + result['leaderboard'][0]['cell_id']}", ""]
-    if spec:
-        lines += [f"Data: `{spec['data']['path']}`; {len(spec['cells'])} cells.", ""]
-    warning = data_warning(result.get("data") or [])
-    if warning:
-        lines += [f"**Note:** {_md(warning)}.", ""]
-    lines += [
-        "## Leaderboard",
-        "",
-        "Mean over scored items [95% percentile bootstrap interval]. Failures: items (units).",
-        "",
-        "| cell | scored | parse fail. | transport fail. | " + " | ".join(MD_LABELS[m] for m in METRICS) + " |",
-        "|---|---|---|---|" + "---|" * len(METRICS),
-    ]
-    for r in result["leaderboard"]:
-        vals = " | ".join(
-            f"{_num(r['metrics'][m]['mean'])} [{_num(r['metrics'][m]['ci_low'])}, {_num(r['metrics'][m]['ci_high'])}]"
-            for m in METRICS
-        )
-        lines.append(
-            f"| {_md(r['cell_id'])} | {r['n_items']}/{r['n_total']} | {r['items_failed_parse']} "
-            f"({r['units_parse_failures']}) | {r['items_failed_transport']} ({r['units_transport_failures']}) | "
-            f"{vals} |"
-        )
-    if result["comparisons"]:
-        fam = result["family"]
-        lines += [
-            "",
-            "## Paired comparisons (B − A)",
-            "",
-            f"{fam['test']}; {fam['interval']}; {fam['method']} ({fam['n_tests']} tests, alpha {fam['alpha']}). "
-            "Only items scored by both cells enter a comparison.",
-            *(f"\n{_md(n)}" for n in pairing_notes(result["comparisons"])),
-            "",
-            "| A | B | n common | lost A/B | metric | B − A [95% CI] | p | p Holm | MDD80 |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for c in result["comparisons"]:
-            for m in METRICS:
-                x = c["metrics"][m]
-                if x.get("diff") is None:
-                    continue
-                star = " **\\***" if x.get("significant") else ""
-                mc = "" if x.get("exact", True) else f" {MC}"
-                lines.append(
-                    f"| {_md(c['a'])} | {_md(c['b'])} | {c['n_common']} | {c['lost_by_a']}/{c['lost_by_b']} | "
-                    f"{MD_LABELS[m]} | {_num(x['diff'])} [{_num(x['ci_low'])}, {_num(x['ci_high'])}]{star} | "
-                    f"{_p(x['p_value'])}{mc} | {_p(x.get('p_holm'))} | {_num(x['mdd80'])} |"
-                )
-        lines += ["", f"\\* significant at alpha {fam['alpha']} after Holm. {MC} Monte Carlo p-value.", ""]
-        lines += [f"- {c['b']} − {c['a']}: {c['statement']}" for c in result["comparisons"]]
-    ag = result["agreement"]
-    lines += [
-        "",
-        "## Judge agreement (mean per-item Kendall tau-b)",
-        "",
-        "| | " + " | ".join(_md(n) for n in ag["cells"]) + " |",
-        "|---|" + "---|" * len(ag["cells"]),
-    ]
-    for n, row in zip(ag["cells"], ag["mean_kendall_tau_b"], strict=True):
-        lines.append(f"| {_md(n)} | " + " | ".join(_num(v, 2) for v in row) + " |")
-    bias_rows = result.get("bias") or []
-    if bias_rows:
-        lines += [
-            "",
-            "## Position and label bias",
-            "",
-            "| cell | judgements/item | top-1 by position (p) | top-1 by label (p) | consistency | flips | ties "
-            "| Hit@1 first | Hit@1 aggregated |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in bias_rows:
-            lines.append(
-                f"| {_md(r['cell_id'])} | {r['judgements_per_item']} | "
-                f"{_rates(r['position_keys'], r['position_rates'])} ({_p(r['position_p'])}) | "
-                f"{_rates(r['label_keys'], r['label_rates'])} ({_p(r['label_p'])}) | "
-                f"{_num(r['position_consistency'])} | {_num(r['flip_rate'])} | {_num(r['tie_rate'])} | "
-                f"{_num(r['hit_at_1_first_judgement'])} | {_num(r['hit_at_1_aggregated'])} |"
-            )
-    lines += [
-        "",
-        "## Cost",
-        "",
-        "| cell | model | prompt tokens | completion tokens | cost USD | avoided by cache USD |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in result["cost"]:
-        cost = "unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
-        avoided = "unknown" if r["cost_avoided_usd"] is None else f"{r['cost_avoided_usd']:.4f}"
-        lines.append(
-            f"| {_md(r['cell_id'])} | {_md(r['model'])} | {r['prompt_tokens']} | {r['completion_tokens']} | "
-            f"{cost} | {avoided} |"
-        )
-    p = result["prices"]
-    lines += ["", f"Prices: table v{p['version']} ({p['date']}); check against the providers' pages.", ""]
-    if result.get("provenance"):
-        lines += [*_provenance_md(result["provenance"]), ""]
-    return "\n".join(lines)
-
-
-def write_report(
-    path: Path,
-    *,
-    ws: Any = None,
-    pair: tuple[str, str] | None = None,
-    n_flips: int = 10_000,
-    by_content: bool = False,
-) -> tuple[Path, Path]:
-    html_path, md_path, _ = write_report_checked(path, ws=ws, pair=pair, n_flips=n_flips, by_content=by_content)
-    return html_path, md_path
-
-
-def write_report_checked(
-    path: Path,
-    *,
-    ws: Any = None,
-    pair: tuple[str, str] | None = None,
-    n_flips: int = 10_000,
-    by_content: bool = False,
-) -> tuple[Path, Path, str | None]:
-    """:func:`write_report`, plus the warning the report carries when a data file is gone or
-    changed since the run (None when every data file is the one the run read)."""
-    from dialbgm.analysis import analyse_cells
-
-    spec, cells = load_folder(path)
-    result = analyse_cells(path, spec, cells, ws=ws, n_flips=n_flips, by_content=by_content)
-    # One stamp for both files, so the HTML and the Markdown say the same thing.
-    result = {**result, "provenance": report_provenance([(c.cell_id, c.manifest) for c in cells])}
-    html_path, md_path = path / "report.html", path / "report.md"
-    _write_text(html_path, render_html(result, cells, pair))
-    _write_text(md_path, render_md(result))
-    return html_path, md_path, data_warning(result["data"])
-
-
-def _write_text(path: Path, text: str) -> None:
-    # Written beside and renamed into place, so a reader never sees half a report; a folder that
-    # cannot be written is the user's error (exit 2), not a traceback.
-    from dialbgm.storage import atomic_file, writing
-
-    with writing(path), atomic_file(path) as f:
-        f.write(text)
