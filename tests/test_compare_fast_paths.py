@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import subprocess
-import sys
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,6 @@ from dialbgm.analysis._cells import CellData, load_cell, only_keys, read_jsonl
 from dialbgm.analysis._cost import _light_unit, unit_rows, unit_tokens
 from dialbgm.metrics._agreement import bootstrap_means, resample_counts
 from dialbgm.metrics._paired import paired_compare, sign_flip_test, sign_patterns
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cell(name: str, rng: random.Random, n: int, sha: str = "d" * 64) -> CellData:
@@ -143,21 +139,3 @@ def test_shared_sign_patterns_and_counts_give_what_fresh_draws_give() -> None:
         block[0, 0] = 0.0
     with pytest.raises(ValueError):
         resample_counts(300, 2000, 2)[0][1][0, 0] = 5
-
-
-def test_compare_loads_numpy_with_one_blas_thread_and_leaks_no_variable() -> None:
-    code = (
-        "import ctypes, glob, os, sys\n"
-        "from dialbgm.cli._experiments import _one_blas_thread\n"
-        "assert 'numpy' not in sys.modules\n"
-        "_one_blas_thread()\n"
-        "assert 'numpy' in sys.modules and 'OPENBLAS_NUM_THREADS' not in os.environ\n"
-        "import numpy\n"
-        "libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), '..', 'numpy.libs', 'libscipy_openblas*'))\n"
-        "get = getattr(ctypes.CDLL(libs[0]), 'scipy_openblas_get_num_threads64_', None) if libs else None\n"
-        "print(get() if get else 'unknown')\n"
-    )
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() in ("1", "unknown")  # "unknown": a numpy without the bundled OpenBLAS

@@ -7,7 +7,6 @@ so ``dialbgm --help`` pays nothing for them.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,24 +21,6 @@ def _fail(e: Exception) -> None:
     code = e.exit_code if isinstance(e, DialbgmError) else 1
     typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
-
-
-def _one_blas_thread() -> None:
-    """Load numpy with one OpenBLAS thread, unless it is loaded already or the user chose.
-
-    The statistics' matrix products are small (10,000 sign patterns × 1,200 items × 6 metrics):
-    a second thread buys them little and, on a busy machine, spins on a core for several times
-    their CPU. Their results do not depend on it (each element of a product is one thread's sum).
-    The variable is read when the library loads, and removed again so that no child process (a
-    local model server) inherits it.
-    """
-    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
-        return
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        import numpy  # noqa: F401
-    finally:
-        del os.environ["OPENBLAS_NUM_THREADS"]
 
 
 def _usd(x: float | None) -> str:
@@ -149,7 +130,6 @@ def compare_cmd(
     flips: Annotated[int, typer.Option(help="Monte Carlo sign flips per test (when not exact).", min=1000)] = 10_000,
 ) -> None:
     """Run every cell of an experiment (from the cache where possible), then compare them."""
-    _one_blas_thread()
     from dialbgm.config import find_workspace, load_prices
     from dialbgm.errors import DialbgmError
     from dialbgm.run import budget_problem, load_experiment, plan_cells, run_cells
@@ -208,7 +188,6 @@ def report_cmd(
     ] = False,
 ) -> None:
     """Write report.html (self-contained) and report.md into the folder, from its files alone."""
-    _one_blas_thread()
     from dialbgm.config import find_workspace
     from dialbgm.errors import DialbgmError, ResultsError
     from dialbgm.report import write_report_checked
@@ -244,7 +223,6 @@ def diff_cmd(
     ] = False,
 ) -> None:
     """What changed between two runs: flipped top choices, metric movements, and whether they are significant."""
-    _one_blas_thread()
     from dialbgm.analysis import diff_runs
     from dialbgm.errors import DialbgmError
 
