@@ -1,10 +1,15 @@
 """Engine benchmarks, side by side in one run (issue: fast and unbreakable).
 
     .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000] [--memory-only | --no-memory]
+                                                [--live-only]
 
 1. Throughput against the loopback server with 200 ms added latency at concurrency 64: dialbgm
    (litellm async path, cache writes, journal) against a bare httpx async client sending the
    same requests at the same concurrency. The ratio is the figure.
+1b. Live fill against its physical limit (calls × latency / concurrency): 1,200 calls at 200 ms,
+   concurrency 32, and 3,000 calls at 300 ms, concurrency 128. litellm is imported before the
+   clock starts (its import, seconds of CPU, is not per call); the fill is the engine's part of
+   the run, and the client's CPU per call is the process's CPU time over that window (all threads).
 2. Per-call CPU time of dialbgm on a cache miss (zero-latency server in its own process) and on a
    cache hit.
 3. Peak memory against run length (zero-latency server): 400, 5,000 and 50,000 units of a
@@ -97,6 +102,71 @@ print(json.dumps({{"wall": asyncio.run(main())}}))
 """
 
 
+LIVE = """
+import json, time
+from pathlib import Path
+from dialbgm.calls.backends import _litellm
+from dialbgm.config._workspace import find_workspace
+from dialbgm.run import _runner
+if not {lean!r}:  # the baseline: litellm's per-call pricing and success logging left on
+    _litellm.install = lambda litellm: ()
+_litellm.import_litellm()  # seconds of CPU once per process: not part of any call
+fill = {{}}
+real = _runner.run_calls
+def timed(*a, **k):
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        return real(*a, **k)
+    finally:
+        fill["wall"], fill["cpu"] = time.perf_counter() - t0, time.process_time() - c0
+_runner.run_calls = timed
+t0, c0 = time.perf_counter(), time.process_time()
+r = _runner.run_eval(find_workspace(), "openai-compatible", Path({data!r}), out_dir=Path({out!r}),
+                     overrides={{"api_base": {url!r}}}, provider_overrides={{"concurrency": {conc}}}, force=True)
+print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "fill_wall": fill["wall"], "fill_cpu": fill["cpu"],
+                  "calls": r.manifest["counts"]["provider_calls"],
+                  "ok": r.manifest["counts"]["by_status"].get("ok", 0)}}))
+"""
+
+
+def live_rows(tmp: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    """Live fills against their physical limit, with the client's CPU per call; the baseline is the
+    same fill with litellm's per-call pricing and success logging left on (paired, same data)."""
+    out: list[tuple[str, str]] = []
+    for calls, delay, conc, target in ((1200, 0.2, 32, 1.15), (3000, 0.3, 128, 1.3)):
+        data = tmp / f"live-{calls}.jsonl"
+        generate(data, calls, seed=calls + 7)
+        limit = calls * delay / conc
+        server, url = start_server(delay)
+        try:
+            for lean in (False, True):
+                tag = "lean" if lean else "asis"
+                code = LIVE.format(data=str(data), url=url, out=str(tmp / f"live-{calls}-{tag}"), conc=conc, lean=lean)
+                r = run_child(code, {**env, "DIALBGM_CACHE_DIR": str(tmp / f"live-cache-{calls}-{tag}")})
+                assert r["calls"] == calls == r["ok"], r
+                what = "dialbgm" if lean else "baseline: litellm's pricing and success logging on"
+                out.append(
+                    (
+                        f"live fill, {calls:,} calls at {delay * 1000:.0f} ms, concurrency {conc} ({what}): "
+                        f"wall / physical limit {limit:.2f} s",
+                        f"{r['fill_wall']:.2f} s = {r['fill_wall'] / limit:.2f}×"
+                        + (f" (target ≤ {target}×)" if lean else "")
+                        + f"; whole run {r['wall']:.2f} s",
+                    )
+                )
+                out.append(
+                    (
+                        "  client CPU per call in that fill (in brackets: the whole run, planning and summaries too)",
+                        f"{r['fill_cpu'] / calls * 1000:.2f} ms ({r['cpu'] / calls * 1000:.2f} ms)"
+                        + (" (target ≤ 2.5 ms)" if lean and conc == 32 else ""),
+                    )
+                )
+        finally:
+            server.kill()
+    return out
+
+
 def memory_rows(tmp: Path, env: dict[str, str], big: int) -> list[tuple[str, str]]:
     """Peak memory against the number of units, in the shape of a real grid: each item judged in
     4 candidate orders × 10 samples (40 units per item), so 50,000 units are 1,250 items; and a
@@ -147,10 +217,15 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=50000)
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory figures")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory figures (~30 min)")
+    ap.add_argument("--live-only", action="store_true", help="only the live-fill figures (~1 min)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dialbgm-engine-"))
     env = workspace(tmp)
     rows: list[tuple[str, str]] = []
+    if args.live_only:
+        print_report(live_rows(tmp, env))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if args.memory_only:
         print_report(memory_rows(tmp, env, args.big))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,6 +256,7 @@ def main() -> None:
         )
     )
     rows.append(("ratio dialbgm / bare httpx", f"{bare['wall'] / ours['wall']:.2f} (target ≥ 0.80)"))
+    rows += live_rows(tmp, env)
 
     # 2. CPU per call: miss against a zero-latency server in another process, then all hits.
     data2 = tmp / "cpu.jsonl"

@@ -42,7 +42,7 @@ _WHERE = {
     "RECOVERY": "._cache",
     "RepeatedFailure": "._engine",
     "ResponseCache": "._cache",
-    "UnitOutcome": "._engine",
+    "UnitOutcome": "._outcome",
     "base_url_from_environment": ".backends._litellm",
     "iter_journal": "._journal",
     "make_backend": ".backends._factory",
@@ -60,10 +60,10 @@ if TYPE_CHECKING:
         Progress,
         ProgressFn,
         RepeatedFailure,
-        UnitOutcome,
         run_calls,
     )
     from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
+    from dialbgm.calls._outcome import UnitOutcome
     from dialbgm.calls._spool import OutcomeSpool
     from dialbgm.calls.backends._base import Backend
     from dialbgm.calls.backends._factory import make_backend, model_identity, renders_prompts

@@ -87,6 +87,7 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
         self._notes = _RunNotes()
+        self._redacted: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     @property
     def store(self) -> Store:
@@ -128,7 +129,7 @@ class ResponseCache:
         entry: dict[str, Any] = {
             "schema": CACHE_SCHEMA_VERSION,
             "key": key,
-            "key_parts": redact(request.key_parts()),
+            "key_parts": self._redact_parts(request.key_parts()),
             "response": response.to_dict(),
             "stored_at": time.time(),
         }
@@ -137,6 +138,31 @@ class ResponseCache:
         except StoreError as e:
             self._notes.store_problem = str(e)
             self._notes.not_stored += 1
+
+    def _redact_parts(self, parts: dict[str, Any]) -> dict[str, Any]:
+        """``redact(parts)``, with the redacted form of the objects a run's requests share (the
+        response format's schema, the model identity) made once instead of once per call."""
+        out: dict[str, Any] = {}
+        for k, v in parts.items():
+            if k == "params" and isinstance(
+                v, dict
+            ):  # a key redact leaves as it is: its values are redacted one by one
+                out[k] = {pk: self._redact_value(pk, pv) for pk, pv in v.items()}
+            else:
+                out[k] = self._redact_value(k, v)
+        return out
+
+    def _redact_value(self, key: str, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return redact({key: value})[key]
+        memo = self._redacted.get((key, id(value)))
+        if memo is not None and memo[0] is value:  # the same object (requests are never edited once built)
+            return memo[1]
+        if len(self._redacted) >= 256:  # objects made per request would only fill it
+            self._redacted.clear()
+        done = redact({key: value})[key]
+        self._redacted[(key, id(value))] = (value, done)
+        return done
 
     def stats(self) -> CacheStats:
         store = self.store

@@ -13,42 +13,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from dialbgm.calls._cache import ResponseCache
 from dialbgm.calls._journal import JournalWriter
+from dialbgm.calls._outcome import UnitOutcome
 from dialbgm.calls._ratelimit import RateLimiter
 from dialbgm.calls._retry import PermanentError, RetryableError, acall_with_retries
 from dialbgm.calls.backends._base import Backend
 from dialbgm.config import ProviderConfig
 from dialbgm.errors import ProviderError
 from dialbgm.judging import Request, Response, audio_seconds, text_chars
-
-
-@dataclass
-class UnitOutcome:
-    response: Response | None
-    cache_hit: bool
-    latency_s: float | None
-    error: str | None = None
-    attempts: int = 0
-    permanent: str | None = None
-    """For a failure a retry cannot fix, what identifies its kind (never recorded)."""
-
-    def to_record(self, unit_id: str, cache_key: str) -> dict[str, Any]:
-        return {
-            "unit_id": unit_id,
-            "cache_key": cache_key,
-            "response": self.response.to_dict() if self.response else None,
-            "latency_s": self.latency_s,
-            "attempts": self.attempts,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> UnitOutcome:
-        resp = Response.from_dict(rec["response"]) if rec.get("response") else None
-        return cls(resp, False, rec.get("latency_s"), rec.get("error"), int(rec.get("attempts") or 0))
 
 
 @dataclass
@@ -86,14 +60,6 @@ def estimate_tokens(request: Request) -> int:
     return text_chars(request.messages) // 4 + audio + (int(limit) if isinstance(limit, int) else 0)
 
 
-async def _attempt(backend: Backend, request: Request) -> Response:
-    acomplete = getattr(backend, "acomplete", None)
-    if acomplete is not None:
-        resp: Response = await acomplete(request)
-        return resp
-    return await asyncio.to_thread(backend.complete, request)
-
-
 async def _call_one(
     backend: Backend, provider: ProviderConfig, limiter: RateLimiter, request: Request, progress: Progress
 ) -> UnitOutcome:
@@ -108,7 +74,7 @@ async def _call_one(
         attempts += 1
         progress.in_flight += 1
         try:
-            return await _attempt(backend, request)
+            return await backend.acomplete(request)
         finally:
             progress.in_flight -= 1
 

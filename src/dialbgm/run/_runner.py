@@ -374,7 +374,7 @@ def _history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, An
 
 def check_can_call(prep: Prepared, misses: list[int]) -> None:
     """Fail before any call when a call is needed and its key is missing (the summarizer's too)."""
-    if misses and getattr(prep.backend, "needs_key", False):
+    if misses and prep.backend.needs_key:
         require_key(prep.judge, prep.provider)
     if prep.pending_summaries is not None:
         prep.pending_summaries.check_can_call()

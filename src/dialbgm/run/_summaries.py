@@ -205,7 +205,7 @@ def plan_summaries(ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, use_c
     backend = make_backend(sj, sp, ws)
     try:
         requests = [backend.build_request(item, (), tmpl.messages(item), None, 0) for item in missing]
-        needs_key = bool(getattr(backend, "needs_key", False))
+        needs_key = backend.needs_key
     finally:
         backend.close()
     plan = SummaryPlan(records, missing, sj, sp, requests, needs_key=needs_key, use_cache=use_cache)

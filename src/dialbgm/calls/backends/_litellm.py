@@ -3,26 +3,25 @@ local llama.cpp server. litellm is imported on the first cache miss only."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from dialbgm.calls._retry import PermanentError, RetryableError, parse_retry_after
+from dialbgm.calls._retry import PermanentError
+from dialbgm.calls.backends._lean import install, judge_call
+from dialbgm.calls.backends._litellm_errors import classify, secrets_sent
+from dialbgm.calls.backends._litellm_replies import MalformedReplyError, StreamAccumulator, from_completion
 from dialbgm.config import JudgeConfig, ProviderConfig, Workspace
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError
-from dialbgm.judging import Request, Response
-from dialbgm.storage import redact_text
+from dialbgm.judging import Request, Response, has_audio
 
+__all__ = ["BASE_URL_VARIABLES", "LiteLLMBackend", "MalformedReplyError", "base_url_from_environment", "classify"]
 
-class MalformedReplyError(Exception):
-    """A 200 reply without the fields every chat completion has."""
-
-
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 _litellm_lock = threading.Lock()
+_ready: Any = None
+"""litellm once :func:`import_litellm` has set it up (the event loop then skips the thread hop)."""
 
 # Where litellm sends a route's chat requests when it is given no api_base: the first of these
 # environment variables that is set, else its built-in default (read from litellm 1.110's main.py,
@@ -70,6 +69,9 @@ def base_url_from_environment(provider: ProviderConfig, model: str) -> str | Non
 
 
 def import_litellm() -> Any:
+    global _ready
+    if _ready is not None:
+        return _ready
     # Without this litellm fetches a price list from the network at import.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     with _litellm_lock:
@@ -78,6 +80,8 @@ def import_litellm() -> Any:
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         litellm.num_retries = 0
+        install(litellm)
+        _ready = litellm
     return litellm
 
 
@@ -239,7 +243,7 @@ class LiteLLMBackend:
 
     def _wire_messages(self, request: Request) -> list[dict[str, Any]]:
         """Audio references become the clips' bytes only here, on the way out."""
-        from dialbgm.judging import has_audio, to_wire
+        from dialbgm.judging import to_wire
 
         if not has_audio(request.messages):
             return request.messages
@@ -254,239 +258,47 @@ class LiteLLMBackend:
         litellm = import_litellm()
         kwargs = self._kwargs(request, self._base_url())
         try:
-            if request.params.get("stream"):
-                acc = _StreamAccumulator()
-                for chunk in litellm.completion(**kwargs):
-                    acc.add(chunk)
-                return acc.response()
-            return _from_completion(litellm.completion(**kwargs))
+            with judge_call():
+                if request.params.get("stream"):
+                    acc = StreamAccumulator()
+                    for chunk in litellm.completion(**kwargs):
+                        acc.add(chunk)
+                    return acc.response()
+                return from_completion(litellm.completion(**kwargs))
         except Exception as e:  # litellm raises many types; classify them once, here
-            raise classify(e, _secrets(kwargs)) from e
+            raise classify(e, secrets_sent(kwargs)) from e
 
     async def acomplete(self, request: Request) -> Response:
-        """The same call on litellm's async client, so one process keeps many requests in flight."""
+        """The same call on litellm's async client, so one process keeps many requests in flight.
+
+        Each thread hop costs the event loop a wake-up and a context switch per call, and on two
+        cores that CPU time is what keeps calls from being in flight: only the first call (the
+        import), the local server's start and clips' encoding are moved off the loop."""
         import asyncio
 
-        litellm = await asyncio.to_thread(import_litellm)
-        # Starting the local server blocks for seconds: do it off the event loop.
-        api_base = await asyncio.to_thread(self._base_url)
-        # Reading and encoding clips is file work: keep it off the event loop.
-        kwargs = await asyncio.to_thread(self._kwargs, request, api_base)
+        litellm = _ready if _ready is not None else await asyncio.to_thread(import_litellm)
+        if self.provider.kind != "llama_cpp_server":
+            api_base = self.api_base
+        elif self._server is not None:
+            api_base = self._server.base_url
+        else:  # starting the local server blocks for seconds
+            api_base = await asyncio.to_thread(self._base_url)
+        if has_audio(request.messages):  # reading and encoding clips is file work
+            kwargs = await asyncio.to_thread(self._kwargs, request, api_base)
+        else:
+            kwargs = self._kwargs(request, api_base)
         try:
-            if request.params.get("stream"):
-                acc = _StreamAccumulator()
-                async for chunk in await litellm.acompletion(**kwargs):
-                    acc.add(chunk)
-                return acc.response()
-            return _from_completion(await litellm.acompletion(**kwargs))
+            with judge_call():
+                if request.params.get("stream"):
+                    acc = StreamAccumulator()
+                    async for chunk in await litellm.acompletion(**kwargs):
+                        acc.add(chunk)
+                    return acc.response()
+                return from_completion(await litellm.acompletion(**kwargs))
         except Exception as e:
-            raise classify(e, _secrets(kwargs)) from e
+            raise classify(e, secrets_sent(kwargs)) from e
 
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-
-def _secrets(kwargs: dict[str, Any]) -> tuple[str, ...]:
-    """What was sent that an error message must not repeat (the key, as litellm or a server may echo it)."""
-    key = kwargs.get("api_key")
-    return (key,) if isinstance(key, str) and len(key) >= 8 else ()
-
-
-def _reported_model(obj: Any) -> str | None:
-    """The model name the provider's reply gave. litellm keeps it in hidden params (a streamed
-    chunk's ``model`` is the name asked for); a plain reply's ``model`` is the reply's own."""
-    hidden = getattr(obj, "_hidden_params", None)
-    served = hidden.get("provider_response_model") if isinstance(hidden, dict) else None
-    return served if isinstance(served, str) and served else None
-
-
-class _StreamAccumulator:
-    """Joins a streamed reply (content, finish reason, usage, log-probabilities) into one Response."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.finish: str | None = None
-        self.model: str | None = None
-        self.usage: dict[str, int] = {}
-        self.logprobs: list[dict[str, Any]] = []
-
-    def add(self, chunk: Any) -> None:
-        self.model = _reported_model(chunk) or self.model
-        for choice in getattr(chunk, "choices", None) or []:
-            delta = getattr(choice, "delta", None)
-            if delta is not None and getattr(delta, "content", None):
-                self.parts.append(delta.content)
-            self.finish = getattr(choice, "finish_reason", None) or self.finish
-            self.logprobs.extend(_token_logprobs(getattr(choice, "logprobs", None)) or [])
-        u = getattr(chunk, "usage", None)
-        if u:
-            self.usage = _usage(u)
-
-    def response(self) -> Response:
-        return Response("".join(self.parts), self.finish, self.model, self.usage, self.logprobs or None)
-
-
-def _usage(u: Any) -> dict[str, int]:
-    out = {}
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        v = getattr(u, name, None)
-        if isinstance(v, int):
-            out[name] = v
-    return out
-
-
-def _token_logprobs(lp: Any) -> list[dict[str, Any]] | None:
-    """OpenAI-format choice.logprobs → [{"token", "top": [[token, logprob], ...]}] (JSON-able)."""
-    content = getattr(lp, "content", None) if lp is not None else None
-    if content is None and isinstance(lp, dict):
-        content = lp.get("content")
-    if not content:
-        return None
-    out = []
-    for t in content:
-        get = t.get if isinstance(t, dict) else lambda k, _t=t: getattr(_t, k, None)
-        top = get("top_logprobs") or []
-        alts = [
-            [a.get("token") if isinstance(a, dict) else a.token, a.get("logprob") if isinstance(a, dict) else a.logprob]
-            for a in top
-        ]
-        out.append({"token": get("token") or "", "logprob": get("logprob"), "top": alts})
-    return out
-
-
-def _from_completion(resp: Any) -> Response:
-    if not getattr(resp, "choices", None):
-        raise MalformedReplyError("the reply has no choices")
-    choice = resp.choices[0]
-    content = choice.message.content or ""
-    model = getattr(resp, "model", None)
-    return Response(
-        content,
-        choice.finish_reason,
-        _reported_model(resp) or (model if isinstance(model, str) else None),
-        _usage(resp.usage),
-        _token_logprobs(getattr(choice, "logprobs", None)),
-    )
-
-
-def _chain(e: BaseException) -> list[BaseException]:
-    """What ``e`` was raised from, outermost first (litellm wraps openai wraps httpx wraps the
-    socket's error), without litellm's own exceptions: they subclass openai's and carry a status
-    500 of litellm's making when no response came at all."""
-    out: list[BaseException] = []
-    cur: BaseException | None = e
-    while cur is not None and cur not in out and len(out) < 20:
-        out.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return [x for x in out if not type(x).__module__.startswith("litellm")]
-
-
-def _http_status(chain: list[BaseException]) -> int | None:
-    """The status of an HTTP response the server really sent, if any. litellm gives a
-    connection error (or its own exceptions) the status 500 although no response came."""
-    import httpx
-    import openai
-
-    for x in chain:
-        if isinstance(x, openai.APIStatusError):
-            return x.status_code
-        if isinstance(x, httpx.HTTPStatusError):
-            return x.response.status_code
-    return None
-
-
-def _transport_failure(chain: list[BaseException]) -> BaseException | None:
-    """The deepest network-level failure (refused, reset, cut short, timed out), if any."""
-    import httpx
-    import openai
-
-    found = None
-    for x in chain:
-        if isinstance(x, httpx.UnsupportedProtocol):  # a URL without http(s)://: the user's to fix
-            return None
-        if isinstance(x, openai.APIConnectionError | httpx.TransportError | ConnectionError | TimeoutError):
-            found = x
-    return found
-
-
-def _client_side(chain: list[BaseException]) -> BaseException | None:
-    """An error raised on this side (a bad parameter, a malformed URL, a bug) rather than a
-    reply: retrying sends nothing new. A body that is not JSON is the server's, not ours."""
-    import json
-
-    import httpx
-
-    for x in chain:
-        if isinstance(x, json.JSONDecodeError | UnicodeDecodeError):
-            return None
-        if isinstance(x, httpx.InvalidURL | httpx.UnsupportedProtocol | TypeError | ValueError | LookupError):
-            return x
-        if isinstance(x, AttributeError):
-            return x
-    return None
-
-
-def _retry_after(e: Exception) -> float | None:
-    for holder in (getattr(e, "response", None), e):
-        headers = getattr(holder, "headers", None) or getattr(holder, "litellm_response_headers", None)
-        if headers is not None:
-            try:
-                retry_after = parse_retry_after(headers.get("retry-after"))
-            except AttributeError:
-                retry_after = None
-            if retry_after is not None:
-                return retry_after
-    return None
-
-
-def classify(e: Exception, secrets: Sequence[str] = ()) -> Exception:
-    """litellm/httpx/openai exception → RetryableError (with Retry-After) or PermanentError.
-
-    An HTTP status is named only when the server sent one; a failure to reach it is named a
-    connection error (retried), and an error raised on this side is not retried. The message is
-    recorded (units.jsonl, journal): URL credentials and secret query parameters in it, and the
-    ``secrets`` sent, are redacted."""
-    name = type(e).__name__
-    chain = _chain(e)
-    real_status = _http_status(chain)
-    if real_status is None:
-        if (net := _transport_failure(chain)) is not None:
-            import httpx
-            import openai
-
-            timeout = isinstance(net, openai.APITimeoutError | httpx.TimeoutException | TimeoutError)
-            what = "timeout: no reply in time" if timeout else "connection error: no reply from the server"
-            return RetryableError(f"{what} ({type(net).__name__}: {redact_text(str(net), secrets)[:400]})")
-        if any(isinstance(x, json.JSONDecodeError) for x in chain):
-            return RetryableError(
-                f"malformed reply: the server's answer is not valid JSON ({redact_text(str(e), secrets)[:400]})"
-            )
-        if (local := _client_side(chain)) is not None:
-            return PermanentError(
-                "client-side error (in the request or the client, not from the server): "
-                f"{type(local).__name__}: {redact_text(str(local), secrets)[:400]}"
-            )
-    status = real_status if real_status is not None else getattr(e, "status_code", None)
-    retry_after = _retry_after(e)
-    message = f"{name}{f' (HTTP {status})' if isinstance(status, int) else ''}: {redact_text(str(e), secrets)[:500]}"
-    transient_names = (
-        "Timeout",
-        "APIConnectionError",
-        "ServiceUnavailableError",
-        "RateLimitError",
-        "InternalServerError",
-        "APIError",
-        "ConnectError",
-        "ReadError",
-        "RemoteProtocolError",
-        "MidStreamFallbackError",
-    )
-    if isinstance(status, int):
-        if status in _RETRYABLE_STATUS or status >= 500:
-            return RetryableError(message, retry_after, status)
-        return PermanentError(message, status)
-    if any(t in name for t in transient_names) or isinstance(e, ConnectionError | TimeoutError):
-        return RetryableError(message, retry_after)
-    return PermanentError(message)

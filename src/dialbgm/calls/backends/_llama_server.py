@@ -17,7 +17,7 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
-from dialbgm.calls.backends._embedding import packaged_file
+from dialbgm.calls.backends._packaged import packaged_file
 from dialbgm.calls.backends._tethered import Tethered
 from dialbgm.config import ProviderConfig
 from dialbgm.errors import ConfigError, ProviderError
