@@ -21,7 +21,8 @@ from dialbgm.config._config import load_judge
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
 from dialbgm.judging._prompts import PromptSet
-from dialbgm.run._runner import prepare, render_item, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare, render_item
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,12 +303,12 @@ def test_a_judge_chooses_its_summarizer_template(workspace: Workspace, tmp_path:
         )
         assert len(server.requests) == 6
         assert server.requests[3]["messages"][0]["content"].startswith("You summarize everyday conversations")
-    from dialbgm.run._runner import quick_config_hash
+    from dialbgm.run._identity import quick_identity
 
-    h_short = quick_config_hash(workspace, "random", workspace.sample_data, None, over)
-    h_default = quick_config_hash(
+    h_short = quick_identity(workspace, "random", workspace.sample_data, None, over).config_hash
+    h_default = quick_identity(
         workspace, "random", workspace.sample_data, None, over | {"summarizer_template": "summarize"}
-    )
+    ).config_hash
     assert h_short != h_default
     with pytest.raises(ConfigError, match="no template 'nope'"):
         prepare(workspace, "random", workspace.sample_data, overrides=over | {"summarizer_template": "nope"})

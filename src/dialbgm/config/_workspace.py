@@ -42,7 +42,8 @@ from dialbgm.errors import ConfigError, TemplateError
 
 MARKER = "dialbgm.toml"
 _LAYOUT = ("judges", "providers", "prompts")
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
+"""The ``dialbgm`` package folder (this module is in its ``config/``)."""
 
 
 def is_workspace(p: Path) -> bool:
