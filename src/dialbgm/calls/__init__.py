@@ -37,12 +37,12 @@ _WHERE = {
     "JOURNAL": "._journal",
     "JournalWriter": "._journal",
     "OutcomeSpool": "._spool",
-    "Progress": "._engine",
-    "ProgressFn": "._engine",
+    "Progress": "._outcome",
+    "ProgressFn": "._outcome",
     "RECOVERY": "._cache",
-    "RepeatedFailure": "._engine",
+    "RepeatedFailure": "._outcome",
     "ResponseCache": "._cache",
-    "UnitOutcome": "._engine",
+    "UnitOutcome": "._outcome",
     "base_url_from_environment": ".backends._litellm",
     "iter_journal": "._journal",
     "make_backend": ".backends._factory",
@@ -55,15 +55,9 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from dialbgm.calls._cache import RECOVERY, CacheError, ResponseCache
-    from dialbgm.calls._engine import (
-        AUDIO_TOKENS_PER_SECOND,
-        Progress,
-        ProgressFn,
-        RepeatedFailure,
-        UnitOutcome,
-        run_calls,
-    )
+    from dialbgm.calls._engine import AUDIO_TOKENS_PER_SECOND, run_calls
     from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
+    from dialbgm.calls._outcome import Progress, ProgressFn, RepeatedFailure, UnitOutcome
     from dialbgm.calls._spool import OutcomeSpool
     from dialbgm.calls.backends._base import Backend
     from dialbgm.calls.backends._factory import make_backend, model_identity, renders_prompts

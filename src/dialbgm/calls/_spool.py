@@ -15,7 +15,7 @@ from array import array
 from pathlib import Path
 from typing import IO, Any
 
-from dialbgm.calls._engine import UnitOutcome
+from dialbgm.calls._outcome import UnitOutcome
 from dialbgm.judging import Response
 
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialbgm.calls import JOURNAL, OutcomeSpool, ProgressFn, RepeatedFailure, ResponseCache, read_plan, write_plan
+from dialbgm.calls import OutcomeSpool, ProgressFn, RepeatedFailure, ResponseCache, read_plan, write_plan
 from dialbgm.config import Workspace, check_recordable, stable_hash
 from dialbgm.errors import ConfigError, ResultsError, RunStoppedError
-from dialbgm.run._execute import call_misses
+from dialbgm.run._execute import call_misses, stopped
 from dialbgm.run._folders import RunLock, check_out_dir, drop_replaced, new_run_dir, prepare_out_dir, restore_replaced
 from dialbgm.run._identity import quick_identity
 from dialbgm.run._lookup import gather
@@ -228,7 +228,7 @@ def _carry_out(
         drop_replaced(out_dir)  # committed: a run that --force replaced can go now
         return result
     except RepeatedFailure as e:
-        raise _stopped(out_dir, f"the run stopped: {e}") from None
+        raise stopped(out_dir, f"the run stopped: {e}") from None
     except BaseException as e:
         if not planned:  # the new run wrote nothing: the earlier one is put back, an empty new folder removed
             restore_replaced(out_dir, aside)
@@ -246,21 +246,9 @@ def _carry_out(
         spool.close()
 
 
-def _stopped(out_dir: Path, why: str) -> RunStoppedError:
-    """A run that cannot go on: one message, which says what the journal still holds."""
-    if (out_dir / JOURNAL).exists():
-        then = (
-            f"every call finished before this is recorded in {out_dir / JOURNAL}, which is intact; "
-            f"fix the cause, then finish the run with:  dialbgm eval --resume {out_dir}"
-        )
-    else:
-        then = f"{out_dir / JOURNAL} is gone, so nothing of this run can be resumed; start it again"
-    return RunStoppedError(f"{why}\n{then}")
-
-
 def _write_failure(out_dir: Path, e: OSError) -> RunStoppedError:
     where = f" ({e.filename})" if e.filename else ""
-    return _stopped(out_dir, f"the run stopped: writing its files failed{where}: {e.strerror or e}")
+    return stopped(out_dir, f"the run stopped: writing its files failed{where}: {e.strerror or e}")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dialbgm.calls import JournalWriter, OutcomeSpool, Progress, ProgressFn, ResponseCache
+from dialbgm.calls import JOURNAL, JournalWriter, OutcomeSpool, Progress, ProgressFn, ResponseCache
+from dialbgm.errors import RunStoppedError
 from dialbgm.run._prepare import Prepared
 
 
@@ -49,3 +50,15 @@ def call_misses(
         journal.abandon()
         raise
     return called
+
+
+def stopped(out_dir: Path, why: str) -> RunStoppedError:
+    """A run that cannot go on: one message, which says what the journal still holds."""
+    if (out_dir / JOURNAL).exists():
+        then = (
+            f"every call finished before this is recorded in {out_dir / JOURNAL}, which is intact; "
+            f"fix the cause, then finish the run with:  dialbgm eval --resume {out_dir}"
+        )
+    else:
+        then = f"{out_dir / JOURNAL} is gone, so nothing of this run can be resumed; start it again"
+    return RunStoppedError(f"{why}\n{then}")
