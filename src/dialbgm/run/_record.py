@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,7 +166,8 @@ def finish(
             items.append({**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]})
         if i != len(prep.units):
             raise ResultsError(f"internal error: units out of plan order at {prep.units[i].unit_id}")
-    metrics = run_metrics(items, prep.dataset, prep.judge, tally)
+    with one_blas_thread():
+        metrics = run_metrics(items, prep.dataset, prep.judge, tally)
     calls = extra_counts["called_now"]
     manifest = {
         "run_id": out_dir.name,
@@ -205,3 +208,20 @@ def finish(
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))
     return RunResult(out_dir, metrics, manifest, errors.most_common(1)[0][0] if errors else None)
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The run's statistics on one BLAS thread: their matrix products are small, and OpenBLAS's
+    worker threads would spin on the other cores after them (measured: half the bootstrap's CPU
+    time, the same numbers). Only when threadpoolctl is installed; the environment is left alone,
+    so a local model server started later keeps its own threads."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError:
+        yield
+        return
+    import numpy  # noqa: F401  (loaded first: the limit applies to the libraries loaded when it is set)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
