@@ -131,6 +131,7 @@ t6 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
 """
     env = {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     t = json.loads(out.stdout.strip().splitlines()[-1])
     names = [
@@ -156,6 +157,9 @@ def main() -> None:
     data = tmp / "gen.jsonl"
     generate(data, args.items)
     env = {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+    # An installed package has its bytecode; without it every child would compile dialbgm's
+    # sources again (a sandbox may set this), which is not what a user's re-run costs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     dialbgm = str(VENV_BIN / "dialbgm")
     py = sys.executable
 

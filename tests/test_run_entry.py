@@ -128,3 +128,33 @@ def test_every_shipped_judge_and_experiment_cell_has_one_identity(
             prep.backend.close()
         assert quick == full, judge
         assert json.dumps(quick.record(), sort_keys=True) == json.dumps(full.record(), sort_keys=True)
+
+
+def test_git_state_reads_commit_and_dirtiness_from_one_git_status(tmp_path: Path) -> None:
+    from dialbgm.run._folders import git_state
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}  # not a repository
+    git("init", "-q")
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}  # no commit yet
+    (tmp_path / "f.txt").write_text("a\n")
+    git("add", "f.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_state(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "new.txt").write_text("untracked files do not count\n")
+    assert git_state(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "f.txt").write_text("b\n")
+    assert git_state(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_package_versions_are_the_ones_importlib_metadata_gives() -> None:
+    from importlib import metadata
+
+    from dialbgm.run._folders import package_versions
+
+    versions = package_versions()
+    assert "dialbgm" in versions and "jinja2" in versions
+    assert versions == {name: metadata.version(name) for name in versions}

@@ -246,10 +246,18 @@ def prepared_identity(
     ws: Workspace, prep: Prepared, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
 ) -> RunIdentity:
     """:func:`dialbgm.run._identity.run_identity` of a planned run: the same function as
-    :func:`~dialbgm.run._identity.quick_identity`, given the data's hash and the clips the plan
-    has already read instead of reading them again."""
+    :func:`~dialbgm.run._identity.quick_identity`, given the data's hash, the clips and the
+    template folder's hash the plan has already read instead of reading them again."""
     return run_identity(
-        ws, prep.judge, prep.provider, data_path, limit, overrides, data_sha256=prep.dataset.sha256, clips=prep.clips
+        ws,
+        prep.judge,
+        prep.provider,
+        data_path,
+        limit,
+        overrides,
+        data_sha256=prep.dataset.sha256,
+        clips=prep.clips,
+        template_sha256=prep.prompts.sha256 if prep.prompts is not None else None,
     )
 
 
