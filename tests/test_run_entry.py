@@ -158,3 +158,13 @@ def test_package_versions_are_the_ones_importlib_metadata_gives() -> None:
     versions = package_versions()
     assert "dialbgm" in versions and "jinja2" in versions
     assert versions == {name: metadata.version(name) for name in versions}
+
+
+def test_loading_a_judge_and_rendering_its_prompts_import_no_numpy(workspace: Workspace) -> None:
+    code = (
+        "import sys\nfrom dialbgm.config import find_workspace, load_judge\nfrom dialbgm.run import render_item\n"
+        "ws = find_workspace()\nload_judge(ws, 'local', {'aggregation': 'kemeny'})\n"
+        "render_item(ws, 'local', ws.sample_data, 's001')\nprint('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
+    assert out.stdout.split() == ["False"], out.stdout + out.stderr
