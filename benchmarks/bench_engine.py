@@ -63,7 +63,8 @@ def run_child(code: str, env: dict[str, str]) -> dict[str, float]:
 EVAL = """
 import json, resource, sys, time
 from pathlib import Path
-from dialbgm.run._runner import run_eval, prepare
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from dialbgm.config._workspace import find_workspace
 ws = find_workspace()
 over = {{"api_base": {url!r}, **{extra!r}}}
@@ -81,7 +82,7 @@ BARE = """
 import asyncio, json, time
 import httpx
 from pathlib import Path
-from dialbgm.run._runner import prepare
+from dialbgm.run._prepare import prepare
 from dialbgm.config._workspace import find_workspace
 prep = prepare(find_workspace(), "openai-compatible", Path({data!r}), overrides={{"api_base": {url!r}}})
 bodies = [{{"model": r.model.split("/", 1)[1], "messages": r.messages, **{{k: v for k, v in r.params.items()}}}}

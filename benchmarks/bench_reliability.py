@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from dialbgm.config._workspace import Workspace  # noqa: E402
 from dialbgm.metrics._aggregate import aggregate_scores  # noqa: E402
 from dialbgm.metrics._bias import Judgement, flip_rate, position_consistency, tie_rate, top1_by_position  # noqa: E402
-from dialbgm.run._runner import prepare  # noqa: E402
+from dialbgm.run._prepare import prepare  # noqa: E402
 
 
 def scheme_costs() -> list[tuple[str, str, str]]:

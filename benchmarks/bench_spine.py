@@ -1,5 +1,6 @@
-"""Spine benchmarks: `--help` latency, a fully cached re-run of 1,200 items against a bare
-diskcache read of the same entries (same run, as a ratio), and the re-run's peak memory.
+"""Spine benchmarks: `--help` latency, a fully cached re-run of 1,200 items against a floor
+process that reads the same items, hashes a key per unit and reads every entry from diskcache
+(same run, as a ratio, process start included in both), and the re-run's peak memory.
 
     .venv/bin/python benchmarks/bench_spine.py [--items 1200] [--repeats 5]
 
@@ -104,23 +105,25 @@ def stage_times(tmp: Path, data: Path, api_base: str) -> list[tuple[str, str]]:
 import time, json
 t0 = time.perf_counter()
 from pathlib import Path
-from dialbgm.config._workspace import find_workspace
-from dialbgm import runner, scoring
-from dialbgm.calls._cache import ResponseCache
-from dialbgm.data._dataset import load_dataset
-from dialbgm.calls._spool import OutcomeSpool
+from dialbgm.config import find_workspace
+from dialbgm.data import load_dataset
+from dialbgm.calls import OutcomeSpool, ResponseCache
+from dialbgm.run import _scoring as scoring
+from dialbgm.run._lookup import lookup
+from dialbgm.run._prepare import prepare
+from dialbgm.run._record import unit_row
 t1 = time.perf_counter()
 ws = find_workspace()
 load_dataset(Path({str(data)!r}))
 t2 = time.perf_counter()
-prep = runner.prepare(ws, "openai-compatible", Path({str(data)!r}), overrides={{"api_base": {api_base!r}}})
+prep = prepare(ws, "openai-compatible", Path({str(data)!r}), overrides={{"api_base": {api_base!r}}})
 t3 = time.perf_counter()
 cache = ResponseCache(ws.cache_dir)
 spool = OutcomeSpool(len(prep.units))
-misses = runner.lookup(prep, cache, spool)
+misses = lookup(prep, cache, spool)
 assert not misses
 t4 = time.perf_counter()
-rows = [runner.unit_row(prep, i, spool.get(i)) for i in range(len(prep.units))]
+rows = [unit_row(prep, i, spool.get(i)) for i in range(len(prep.units))]
 items = scoring.score_items(prep.dataset, rows, prep.judge)
 t5 = time.perf_counter()
 scoring.run_metrics(items, prep.dataset, prep.judge, scoring.UnitTally.of(rows))
@@ -128,6 +131,7 @@ t6 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]))
 """
     env = {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     t = json.loads(out.stdout.strip().splitlines()[-1])
     names = [
@@ -153,6 +157,9 @@ def main() -> None:
     data = tmp / "gen.jsonl"
     generate(data, args.items)
     env = {**os.environ, "DIALBGM_HOME": str(tmp), "DIALBGM_CACHE_DIR": str(tmp / "cache")}
+    # An installed package has its bytecode; without it every child would compile dialbgm's
+    # sources again (a sandbox may set this), which is not what a user's re-run costs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     dialbgm = str(VENV_BIN / "dialbgm")
     py = sys.executable
 
@@ -177,7 +184,7 @@ def main() -> None:
         .stdout.strip()
         .splitlines()[-1]
     )
-    rows.append(("`dialbgm --help` (median wall)", f"{statistics.median(helps):.3f} s (target < 0.5 s)"))
+    rows.append(("`dialbgm --help` (median wall)", f"{statistics.median(helps):.3f} s (target < 0.2 s)"))
     rows.append(("bare `python -c pass` (median wall)", f"{statistics.median(bare):.3f} s"))
     rows.append(("litellm imported by `--help`", probe))
 
@@ -198,15 +205,23 @@ def main() -> None:
     manifest = json.loads((tmp / "re0" / "manifest.json").read_text())
     assert manifest["counts"]["cache_hits"] == args.items
 
-    reader = (
-        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nn = 0\n"
-        "for k in c.iterkeys():\n    n += len(c[k])\nprint(n)"
+    # The floor: a process that reads the same items, hashes one key per unit (listwise: one per
+    # item) and reads every entry from diskcache — what any cached re-run must do at the least.
+    floor = (
+        "import sys, json, hashlib, diskcache\n"
+        "items = [json.loads(line) for line in open(sys.argv[2], encoding='utf-8')]\n"
+        "keys = [hashlib.sha256(json.dumps(it, sort_keys=True).encode()).hexdigest() for it in items]\n"
+        "c = diskcache.Cache(sys.argv[1])\n"
+        "n = sum(len(c[k]) for k in c.iterkeys())\n"
+        "print(n, len(keys))"
     )
-    bares = [timed([py, "-c", reader, str(tmp / "cache")], env)[0] for _ in range(args.repeats)]
+    bares = [timed([py, "-c", floor, str(tmp / "cache"), str(data)], env)[0] for _ in range(args.repeats)]
     t_re, t_bare = statistics.median(reruns), statistics.median(bares)
     rows.append((f"cached re-run, {args.items} items (median wall, process start included)", f"{t_re:.3f} s"))
-    rows.append(("bare process: open the cache, read every entry once (median wall)", f"{t_bare:.3f} s"))
-    rows.append(("ratio re-run / bare read", f"{t_re / t_bare:.2f}× (target ≤ 3×)"))
+    rows.append(
+        ("floor process: read the items, hash a key per unit, read every cache entry (median wall)", f"{t_bare:.3f} s")
+    )
+    rows.append(("ratio re-run / floor", f"{t_re / t_bare:.2f}× (target ≤ 3×)"))
     rows.append(("peak RSS of the cached re-run (max of runs)", f"{max(rss) / 1024:.0f} MB (target < 300 MB)"))
 
     rows.extend(stage_times(tmp, data, base_url_of(tmp)))

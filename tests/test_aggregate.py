@@ -8,8 +8,9 @@ import random
 import pytest
 from scipy.stats import rankdata
 
-from dialbgm.metrics._aggregate import AGGREGATIONS, DEFAULT_AGGREGATION, aggregate_scores, kemeny_distance
+from dialbgm.metrics._aggregate import aggregate_scores, kemeny_distance
 from dialbgm.metrics._agreement import item_metrics
+from dialbgm.metrics._methods import AGGREGATIONS, DEFAULT_AGGREGATION
 
 
 def order_of(consensus: dict[str, float]) -> list[str]:

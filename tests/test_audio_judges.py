@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from dialbgm.cli._app import app
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, DataError
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from dialbgm_tools.sample_music import write_clips
 from tests.support.scripted_server import ScriptedOpenAIServer
 
@@ -292,7 +293,8 @@ def test_render_describes_each_clip_and_never_prints_base64(workspace: Workspace
 def test_caption_versus_audio_is_an_experiment_factor(
     workspace: Workspace, audio_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dialbgm.run._experiment import load_experiment, plan_cells
+    from dialbgm.config._experiment import load_experiment
+    from dialbgm.run._cells import plan_cells
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
     with ScriptedOpenAIServer() as server:
@@ -321,7 +323,7 @@ def test_caption_versus_audio_is_an_experiment_factor(
 def test_an_edited_clip_makes_compare_rerun_the_cell_and_resume_refuse(
     workspace: Workspace, audio_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dialbgm.run._runner import quick_config_hash
+    from dialbgm.run._identity import quick_identity
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
     data = copy_sample(audio_data, tmp_path / "d", n_items=1)
@@ -336,12 +338,12 @@ def test_an_edited_clip_makes_compare_rerun_the_cell_and_resume_refuse(
         assert CliRunner().invoke(app, ["compare", str(path)]).exit_code == 0
         assert len(server.requests) == 1
         run = run_eval(workspace, "gpt-4o-audio", data, out_dir=tmp_path / "r", overrides=over)
-        hash_before = quick_config_hash(workspace, "gpt-4o-audio", data, None, over)
+        hash_before = quick_identity(workspace, "gpt-4o-audio", data, None, over).config_hash
         assert hash_before == run.manifest["config_hash"]
         clip = data.parent / json.loads(data.read_text())["candidates"][0]["audio"]
         samples, rate = sf.read(clip, dtype="float32")
         sf.write(clip, samples * 0.5, rate, format=sf.info(str(clip)).format)
-        assert quick_config_hash(workspace, "gpt-4o-audio", data, None, over) != hash_before
+        assert quick_identity(workspace, "gpt-4o-audio", data, None, over).config_hash != hash_before
         # compare sees the changed sound: the cell is run again, and its one request is new.
         assert CliRunner().invoke(app, ["compare", str(path)]).exit_code == 0
         assert len(server.requests) == 2
@@ -364,7 +366,8 @@ def test_without_the_audio_extra_validate_says_what_to_install(
 def test_a_dry_run_counts_audio_tokens_and_does_not_pretend_to_price_them(
     workspace: Workspace, audio_data: Path
 ) -> None:
-    from dialbgm.run._experiment import load_experiment, plan_cells
+    from dialbgm.config._experiment import load_experiment
+    from dialbgm.run._cells import plan_cells
 
     (workspace.root / "experiments").mkdir()
     path = workspace.root / "experiments" / "m.toml"

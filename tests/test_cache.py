@@ -13,7 +13,7 @@ import pytest
 from dialbgm.calls._cache import ResponseCache
 from dialbgm.config._workspace import Workspace
 from dialbgm.judging._request import Request, Response
-from dialbgm.run._runner import prepare
+from dialbgm.run._prepare import prepare
 
 BASE = Request(
     backend="litellm",

@@ -27,7 +27,8 @@ from dialbgm.config._models import Capabilities, JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._items import Candidate, Item, Turn
 from dialbgm.judging._request import Request, Response
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 from tests.test_cache import BASE, MUTATIONS
 
@@ -178,13 +179,13 @@ def test_model_revision_loads_from_files_and_set(workspace: Workspace, sample_pa
 def test_an_unset_revision_leaves_the_run_config_as_it_was_and_a_set_one_is_recorded(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.run._runner import quick_config
+    from dialbgm.run._identity import quick_identity
 
     over = {"api_base": "http://vllm.local/v1"}
-    plain = quick_config(workspace, "openai-compatible", sample_path, None, over)
+    plain = quick_identity(workspace, "openai-compatible", sample_path, None, over).config
     # Config hashes of earlier runs (--resume, compare's reuse of finished cells) must still match.
     assert "model_revision" not in plain["judge"] and "model_revision" not in plain["provider"]
-    revised = quick_config(workspace, "openai-compatible", sample_path, None, {**over, "model_revision": "r2"})
+    revised = quick_identity(workspace, "openai-compatible", sample_path, None, {**over, "model_revision": "r2"}).config
     assert revised["judge"]["model_revision"] == "r2"
 
 

@@ -153,7 +153,7 @@ def test_help_and_cached_reruns_do_not_import_litellm(workspace: Workspace, tmp_
             == 0
         )
         code = (
-            "import sys\nfrom pathlib import Path\nfrom dialbgm.run._runner import run_eval\n"
+            "import sys\nfrom pathlib import Path\nfrom dialbgm.run._entry import run_eval\n"
             "from dialbgm.config._workspace import find_workspace\n"
             f"r = run_eval(find_workspace(), 'openai-compatible', find_workspace().sample_data, limit=3, "
             f"out_dir=Path({str(tmp_path / 'b')!r}), overrides={{'api_base': {server.base_url!r}}})\n"

@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
 from dialbgm.config._config import load_judge, load_provider
+from dialbgm.config._experiment import ExperimentError, load_experiment
 from dialbgm.config._prices import load_prices
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, TemplateError
 from dialbgm.judging._prompts import PromptSet
-from dialbgm.run._experiment import ExperimentError, load_experiment
-from dialbgm.run._runner import prepare, quick_config
+from dialbgm.run._identity import quick_identity
+from dialbgm.run._prepare import prepare
 from dialbgm.run._summaries import SummaryTemplate
 from tests.conftest import ROOT
 
@@ -255,7 +256,7 @@ def test_a_few_shot_pool_that_is_no_file_is_a_config_error(workspace: Workspace,
     # quick_config is what compare and --resume use: it read the pool with read_bytes (a traceback).
     for pool, what in (("nope.jsonl", "no such file"), ("prompts", "is a folder"), ("", "must name a data file")):
         with pytest.raises(ConfigError) as e:
-            quick_config(workspace, "local", sample_path, None, {"few_shot": 1, "few_shot_pool": pool})
+            quick_identity(workspace, "local", sample_path, None, {"few_shot": 1, "few_shot_pool": pool})
         assert judge_file in str(e.value) and "few_shot_pool" in str(e.value) and what in str(e.value)
 
 

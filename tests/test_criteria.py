@@ -14,7 +14,7 @@ from dialbgm.cli._app import app
 from dialbgm.config._config import load_judge
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, TemplateError
-from dialbgm.run._runner import render_item
+from dialbgm.run._prepare import render_item
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from dialbgm.calls.backends._embedding import EmbeddingBackend
 from dialbgm.config._config import load_judge, load_provider
 from dialbgm.config._workspace import Workspace
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 
 
 def test_embeddings_are_normalised_and_semantic(workspace: Workspace) -> None:

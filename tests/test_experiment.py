@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from dialbgm.analysis._compare import analyse
 from dialbgm.cli._experiments import register
+from dialbgm.config._experiment import ExperimentError, load_experiment
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._dataset import load_dataset
-from dialbgm.run._experiment import ExperimentError, load_experiment, plan_cells, run_cells
+from dialbgm.run._cells import plan_cells, run_cells
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,7 +274,8 @@ def test_shipped_offline_demo_is_valid(workspace: Workspace) -> None:
 
 
 def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: Path) -> None:
-    from dialbgm.run._runner import quick_config_hash, run_eval
+    from dialbgm.run._entry import run_eval
+    from dialbgm.run._identity import quick_identity
 
     data = workspace.sample_data
     for judge, over in (
@@ -285,19 +287,19 @@ def test_quick_config_hash_matches_the_runs_own(workspace: Workspace, tmp_path: 
         limit = 3
         if judge in ("random", "embedding"):
             res = run_eval(workspace, judge, data, out_dir=tmp_path / judge, limit=limit, overrides=over)
-            assert quick_config_hash(workspace, judge, data, limit, over) == res.manifest["config_hash"]
+            assert quick_identity(workspace, judge, data, limit, over).config_hash == res.manifest["config_hash"]
         from dialbgm.config._models import stable_hash
-        from dialbgm.run._runner import prepare, run_config
+        from dialbgm.run._prepare import prepare, prepared_identity
 
         prep = prepare(workspace, judge, data, limit=limit, overrides=over)
-        assert quick_config_hash(workspace, judge, data, limit, over) == stable_hash(
-            run_config(prep, data, limit, over, workspace)
+        assert quick_identity(workspace, judge, data, limit, over).config_hash == stable_hash(
+            prepared_identity(workspace, prep, data, limit, over).config
         )
     # A template edit changes the hash, so a finished cell is not reused after it.
-    before = quick_config_hash(workspace, "local", data, 3, {})
+    before = quick_identity(workspace, "local", data, 3, {}).config_hash
     tmpl = workspace.prompts_dir / "weighted_criteria" / "system.j2"
     tmpl.write_text(tmpl.read_text() + "\nBe brief.")
-    assert quick_config_hash(workspace, "local", data, 3, {}) != before
+    assert quick_identity(workspace, "local", data, 3, {}).config_hash != before
 
 
 def test_an_interrupted_cell_is_resumed_from_its_journal(workspace: Workspace) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from dialbgm.config._workspace import Workspace
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def eval_cmd(ws: Workspace, out: Path, base_url: str, *extra: str) -> list[str]:
 def test_kill_minus_9_then_resume_loses_and_repeats_nothing(
     workspace: Workspace, sample_path: Path, tmp_path: Path
 ) -> None:
-    from dialbgm.run._runner import prepare
+    from dialbgm.run._prepare import prepare
 
     tune_provider(workspace, concurrency=3)
     env = {**os.environ, "DIALBGM_HOME": str(workspace.root)}
@@ -239,7 +239,7 @@ def test_two_processes_share_one_cache(workspace: Workspace, sample_path: Path, 
             assert p.wait(timeout=120) == 0, p.stderr.read().decode() if p.stderr else ""
     verify = subprocess.run([DIALBGM, "cache", "verify"], env=env, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    from dialbgm.run._runner import prepare
+    from dialbgm.run._prepare import prepare
 
     # Two order seeds; an item whose two seeded orders coincide shares one entry.
     keys = {

@@ -16,12 +16,12 @@ import dialbgm
 from dialbgm.analysis._frames import load_run
 from dialbgm.cli._app import app
 from dialbgm.cli._experiments import register
+from dialbgm.config._experiment import load_experiment as load_experiment_file
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ResultsError
 from dialbgm.metrics._agreement import METRICS
-from dialbgm.run._experiment import load_experiment as load_experiment_file
-from dialbgm.run._experiment import run_cells
-from dialbgm.run._runner import run_eval
+from dialbgm.run._cells import run_cells
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]

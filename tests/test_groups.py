@@ -21,7 +21,7 @@ from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import DataError, ResultsError
 from dialbgm.metrics._agreement import METRICS, bootstrap_means, group_index
 from dialbgm.metrics._paired import MDD_FACTOR, cluster_standard_error, paired_compare, sign_flip_test
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 

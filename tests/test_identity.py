@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 from dialbgm.analysis._diff import diff_runs
 from dialbgm.cli._app import app as main_app
 from dialbgm.cli._experiments import register
+from dialbgm.config._experiment import load_experiment
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError, ResultsError
-from dialbgm.run._experiment import load_experiment, plan_cells, run_cells
-from dialbgm.run._runner import run_eval
+from dialbgm.run._cells import plan_cells, run_cells
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,23 +135,23 @@ def test_resume_refuses_after_an_imported_or_extended_template_changed(
 def test_the_summarizers_provider_and_template_files_are_part_of_the_identity(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.run._runner import quick_config_hash
+    from dialbgm.run._identity import quick_identity
 
     shutil.copy(workspace.providers_dir / "openai-compatible.toml", workspace.providers_dir / "summprov.toml")
     (workspace.judges_dir / "summ.toml").write_text('provider = "summprov"\nmodel = "m1"\n')
     over = {"context": "summary", "summarizer": "summ"}
-    h1 = quick_config_hash(workspace, "embedding", sample_path, None, over)
+    h1 = quick_identity(workspace, "embedding", sample_path, None, over).config_hash
     prov = workspace.providers_dir / "summprov.toml"
     prov.write_text(prov.read_text().replace("temperature = true", "temperature = false"))
     # Old code: only the summarizer's judge file was hashed; its provider decides what is sent.
-    h2 = quick_config_hash(workspace, "embedding", sample_path, None, over)
+    h2 = quick_identity(workspace, "embedding", sample_path, None, over).config_hash
     assert h2 != h1
     (workspace.prompts_dir / "summarize" / "style.j2").write_text("Write one sentence.")
-    assert quick_config_hash(workspace, "embedding", sample_path, None, over) != h2
+    assert quick_identity(workspace, "embedding", sample_path, None, over).config_hash != h2
     # Throughput settings of that provider change no answer: the hash stays.
-    h3 = quick_config_hash(workspace, "embedding", sample_path, None, over)
+    h3 = quick_identity(workspace, "embedding", sample_path, None, over).config_hash
     prov.write_text(prov.read_text().replace("concurrency = 4", "concurrency = 2"))
-    assert quick_config_hash(workspace, "embedding", sample_path, None, over) == h3
+    assert quick_identity(workspace, "embedding", sample_path, None, over).config_hash == h3
 
 
 def test_a_new_dialbgm_version_rescores_finished_cells_from_the_cache_without_a_call(
@@ -190,7 +191,7 @@ def test_a_new_dialbgm_version_rescores_finished_cells_from_the_cache_without_a_
 
 def test_eval_resume_and_compare_share_one_identity(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
     from dialbgm.run._identity import quick_identity
-    from dialbgm.run._runner import prepare, prepared_identity
+    from dialbgm.run._prepare import prepare, prepared_identity
 
     for judge, over in (("random", {"seed": 3}), ("embedding", {}), ("local", {"few_shot": 2})):
         quick = quick_identity(workspace, judge, sample_path, 3, over)

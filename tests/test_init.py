@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
+from dialbgm.config._experiment import load_experiment
 from dialbgm.config._starter import init_workspace
 from dialbgm.config._workspace import find_workspace
-from dialbgm.run._experiment import load_experiment
 from tests.conftest import ROOT
 
 runner = CliRunner()

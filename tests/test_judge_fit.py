@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dialbgm.cli._app import app
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.run._runner import prepare
+from dialbgm.run._prepare import prepare
 from tests.test_data_edges import item, write_jsonl
 
 

@@ -133,7 +133,6 @@ def test_stage_modules_are_private() -> None:
     assert public == []
 
 
-@pytest.mark.xfail(strict=True, reason="the big modules are split in the commits after the move")
 def test_no_module_is_over_the_size_limit() -> None:
     long = {
         str(p.relative_to(SRC)): n

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
 from dialbgm.config._workspace import Workspace
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 from tests.test_faults import answer, tune_provider
 
@@ -164,7 +164,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(
     workspace: Workspace, sample_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The clock is pinned so that "the same second" is certain, not a matter of luck."""
-    monkeypatch.setattr("dialbgm.run._runner.utc_now", lambda: "2026-11-29T09:12:21.000000Z")
+    monkeypatch.setattr("dialbgm.run._entry.utc_now", lambda: "2026-11-29T09:12:21.000000Z")
     runs = [run_eval(workspace, "random", sample_path, limit=2) for _ in range(3)]
     assert len({r.out_dir for r in runs}) == 3
     assert [r.out_dir.name.rsplit("-", 1)[-1] for r in runs[1:]] == ["2", "3"]

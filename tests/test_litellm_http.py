@@ -14,7 +14,7 @@ import pytest
 
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import MissingKeyError
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 GOOD = '{"scores": {"A": 9, "B": 2, "C": 5, "D": 7}}'

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dialbgm.config._workspace import Workspace
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 
 pytestmark = pytest.mark.slow
 

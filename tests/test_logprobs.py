@@ -13,7 +13,9 @@ from dialbgm.config._config import load_judge
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
 from dialbgm.judging._logprobs import LOGPROBS_VERSION, expected_scores
-from dialbgm.run._runner import prepare, quick_config, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._identity import quick_identity
+from dialbgm.run._prepare import prepare
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 
@@ -263,7 +265,9 @@ def test_the_expectation_rule_is_part_of_a_logprobs_runs_config(workspace: Works
     # The expectation is computed from the cached reply when a run is written; a finished run
     # (e.g. an experiment cell) is reused only if its config hash matches, so the rule's version
     # must be in it: old cells are then re-derived from the cache, for free.
-    lp = quick_config(workspace, "openai-compatible", sample_path, 1, {"score_by": "logprobs", "api_base": "x"})
+    lp = quick_identity(
+        workspace, "openai-compatible", sample_path, 1, {"score_by": "logprobs", "api_base": "x"}
+    ).config
     assert lp["logprobs_version"] == LOGPROBS_VERSION >= 2
-    plain = quick_config(workspace, "openai-compatible", sample_path, 1, {"api_base": "x"})
+    plain = quick_identity(workspace, "openai-compatible", sample_path, 1, {"api_base": "x"}).config
     assert "logprobs_version" not in plain  # sampled runs keep their hash

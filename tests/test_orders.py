@@ -15,7 +15,8 @@ from dialbgm.config._workspace import Workspace
 from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError
 from dialbgm.judging._plan import build_units, candidate_orders
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 

@@ -23,11 +23,13 @@ from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
 from dialbgm.config._config import list_judges, load_judge, load_provider
+from dialbgm.config._experiment import load_experiment
 from dialbgm.config._prices import load_prices
 from dialbgm.config._workspace import Workspace, find_workspace
 from dialbgm.errors import ConfigError
-from dialbgm.run._experiment import load_experiment
-from dialbgm.run._runner import prepare, quick_config_hash, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._identity import quick_identity
+from dialbgm.run._prepare import prepare
 from tests.conftest import ROOT
 
 runner = CliRunner()
@@ -71,7 +73,7 @@ def _keys_and_hashes(ws: Workspace) -> list[str]:
     out = []
     for over in (None, {"few_shot": 2}):
         prep = prepare(ws, "gpt-4o", SAMPLE, overrides=over)
-        out += [prep.keys[0], quick_config_hash(ws, "gpt-4o", SAMPLE, None, over)]
+        out += [prep.keys[0], quick_identity(ws, "gpt-4o", SAMPLE, None, over).config_hash]
     return out
 
 

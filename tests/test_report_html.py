@@ -15,10 +15,11 @@ import typer
 from typer.testing import CliRunner
 
 from dialbgm.cli._experiments import register
+from dialbgm.config._experiment import load_experiment
 from dialbgm.config._workspace import Workspace
 from dialbgm.report._write import write_report
-from dialbgm.run._experiment import load_experiment, run_cells
-from dialbgm.run._runner import run_eval
+from dialbgm.run._cells import run_cells
+from dialbgm.run._entry import run_eval
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from dialbgm.data._dataset import load_dataset
 from dialbgm.errors import ConfigError, DataError
 from dialbgm.judging._parse import parse_reply
 from dialbgm.judging._request import Response
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 runner = CliRunner()
@@ -193,20 +194,20 @@ def test_retry_sleeps_never_pass_the_time_budget() -> None:
 def test_provider_settings_that_change_answers_change_the_hash_and_throughput_ones_do_not(
     workspace: Workspace, sample_path: Path
 ) -> None:
-    from dialbgm.run._runner import quick_config_hash
+    from dialbgm.run._identity import quick_identity
 
-    base = quick_config_hash(workspace, "embedding", sample_path, None, None)
+    base = quick_identity(workspace, "embedding", sample_path, None, None).config_hash
     path = workspace.providers_dir / "embedding.toml"
     text = path.read_text()
     path.write_text(text.replace("concurrency = 1", "concurrency = 3"))
-    assert quick_config_hash(workspace, "embedding", sample_path, None, None) == base
+    assert quick_identity(workspace, "embedding", sample_path, None, None).config_hash == base
     path.write_text(text.replace('embedding_model = "all-MiniLM-L6-v2-int8"', 'embedding_model = "other"'))
-    assert quick_config_hash(workspace, "embedding", sample_path, None, None) != base
+    assert quick_identity(workspace, "embedding", sample_path, None, None).config_hash != base
     judge = workspace.judges_dir / "embedding.toml"
     path.write_text(text)
     judge.write_text(judge.read_text().replace('description = "', 'description = "Reworded: '))
     assert "Reworded" in judge.read_text()
-    assert quick_config_hash(workspace, "embedding", sample_path, None, None) == base
+    assert quick_identity(workspace, "embedding", sample_path, None, None).config_hash == base
 
 
 def test_resume_refuses_a_change_before_generating_any_summary(
@@ -236,7 +237,8 @@ def test_an_empty_cached_summary_is_asked_again(workspace: Workspace, sample_pat
 
 
 def test_an_interrupted_cell_whose_settings_changed_starts_afresh(workspace: Workspace) -> None:
-    from dialbgm.run._experiment import load_experiment, run_cells
+    from dialbgm.config._experiment import load_experiment
+    from dialbgm.run._cells import run_cells
 
     exp_dir = workspace.root / "experiments"
     exp_dir.mkdir(exist_ok=True)

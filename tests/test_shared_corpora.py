@@ -18,7 +18,8 @@ import pytest
 
 from dialbgm.config._workspace import Workspace
 from dialbgm.data._dataset import load_dataset
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from tests.conftest import shared_data
 
 

@@ -11,7 +11,8 @@ from dialbgm.calls._engine import UnitOutcome
 from dialbgm.calls._spool import OutcomeSpool
 from dialbgm.config._workspace import Workspace
 from dialbgm.judging._request import Response
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from dialbgm.storage._files import JsonlWriter
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
-from dialbgm.run._runner import prepare, run_eval
+from dialbgm.run._entry import run_eval
+from dialbgm.run._prepare import prepare
 from tests.support.scripted_server import Reply, ScriptedOpenAIServer
 
 
@@ -64,10 +65,10 @@ def test_summaries_are_required_or_a_summarizer_named(workspace: Workspace, samp
 
 
 def test_a_changed_summarizer_changes_the_config_hash(workspace: Workspace, sample_path: Path) -> None:
-    from dialbgm.run._runner import quick_config_hash
+    from dialbgm.run._identity import quick_identity
 
     (workspace.judges_dir / "summ.toml").write_text('provider = "openai-compatible"\nmodel = "m1"\n')
     over = {"context": "summary", "summarizer": "summ"}
-    h1 = quick_config_hash(workspace, "local", sample_path, None, over)
+    h1 = quick_identity(workspace, "local", sample_path, None, over).config_hash
     (workspace.judges_dir / "summ.toml").write_text('provider = "openai-compatible"\nmodel = "m2"\n')
-    assert quick_config_hash(workspace, "local", sample_path, None, over) != h1
+    assert quick_identity(workspace, "local", sample_path, None, over).config_hash != h1

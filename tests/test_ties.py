@@ -32,7 +32,7 @@ from dialbgm.metrics._agreement import (
     spearman,
 )
 from dialbgm.metrics._ranking import competition_ranks, consensus_ranks, is_competition_ranking
-from dialbgm.run._runner import run_eval
+from dialbgm.run._entry import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,11 @@ __all__ = [
     "ProviderConfig",
     "ResponseCache",
     "Run",
+    "RunOptions",
     "RunResult",
+    "RunSpec",
     "Turn",
+    "evaluate",
     "find_workspace",
     "item_metrics",
     "load_dataset",
@@ -34,6 +37,7 @@ __all__ = [
     "load_judge",
     "load_provider",
     "load_run",
+    "resume_run",
     "run_eval",
 ]
 
@@ -53,7 +57,11 @@ _WHERE = {
     "load_provider": ".config",
     "find_workspace": ".config",
     "ResponseCache": ".calls",
+    "RunOptions": ".run",
     "RunResult": ".run",
+    "RunSpec": ".run",
+    "evaluate": ".run",
+    "resume_run": ".run",
     "run_eval": ".run",
     "item_metrics": ".metrics",
     "Run": ".analysis",
@@ -69,6 +77,6 @@ if TYPE_CHECKING:
     from dialbgm.data import Candidate, Dataset, Item, Turn, load_dataset
     from dialbgm.errors import ConfigError, DataError, DialbgmError, Problem
     from dialbgm.metrics import item_metrics
-    from dialbgm.run import RunResult, run_eval
+    from dialbgm.run import RunOptions, RunResult, RunSpec, evaluate, resume_run, run_eval
 
 __getattr__ = exports(__name__, _WHERE)

@@ -32,15 +32,15 @@ __all__ = [
 
 _WHERE = {
     "AUDIO_TOKENS_PER_SECOND": "._engine",
+    "JOURNAL": "._journal",
+    "RECOVERY": "._cache",
     "Backend": ".backends._base",
     "CacheError": "._cache",
-    "JOURNAL": "._journal",
     "JournalWriter": "._journal",
     "OutcomeSpool": "._spool",
-    "Progress": "._engine",
-    "ProgressFn": "._engine",
-    "RECOVERY": "._cache",
-    "RepeatedFailure": "._engine",
+    "Progress": "._outcome",
+    "ProgressFn": "._outcome",
+    "RepeatedFailure": "._outcome",
     "ResponseCache": "._cache",
     "UnitOutcome": "._outcome",
     "base_url_from_environment": ".backends._litellm",
@@ -55,15 +55,9 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from dialbgm.calls._cache import RECOVERY, CacheError, ResponseCache
-    from dialbgm.calls._engine import (
-        AUDIO_TOKENS_PER_SECOND,
-        Progress,
-        ProgressFn,
-        RepeatedFailure,
-        run_calls,
-    )
+    from dialbgm.calls._engine import AUDIO_TOKENS_PER_SECOND, run_calls
     from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
-    from dialbgm.calls._outcome import UnitOutcome
+    from dialbgm.calls._outcome import Progress, ProgressFn, RepeatedFailure, UnitOutcome
     from dialbgm.calls._spool import OutcomeSpool
     from dialbgm.calls.backends._base import Backend
     from dialbgm.calls.backends._factory import make_backend, model_identity, renders_prompts

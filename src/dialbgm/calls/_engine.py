@@ -12,41 +12,15 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from dialbgm.calls._cache import ResponseCache
 from dialbgm.calls._journal import JournalWriter
-from dialbgm.calls._outcome import UnitOutcome
+from dialbgm.calls._outcome import Progress, ProgressFn, RepeatedFailure, UnitOutcome
 from dialbgm.calls._ratelimit import RateLimiter
 from dialbgm.calls._retry import PermanentError, RetryableError, acall_with_retries
 from dialbgm.calls.backends._base import Backend
 from dialbgm.config import ProviderConfig
-from dialbgm.errors import ProviderError
 from dialbgm.judging import Request, Response, audio_seconds, text_chars
-
-
-@dataclass
-class Progress:
-    """Live counters for the progress bar (read from the event loop's thread only)."""
-
-    total: int
-    done: int = 0
-    cached: int = 0
-    resumed: int = 0
-    in_flight: int = 0
-    retrying: int = 0
-    failed: int = 0
-    calls: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def rate(self) -> float:
-        dt = time.monotonic() - self.started
-        return self.calls / dt if dt > 0 else 0.0
-
-
-ProgressFn = Callable[[Progress], None]
-
 
 # Providers bill audio by its length: Gemini counts 32 tokens a second, OpenAI and Qwen fewer;
 # the largest keeps a tokens-per-minute budget on the safe side.
@@ -103,16 +77,6 @@ def _kind(e: PermanentError) -> str:
 # After this many calls in a row end with the same error that a retry cannot fix (a wrong key,
 # an unknown model), the others would too: the run stops and says why instead of paying for them.
 STOP_AFTER_IDENTICAL = 5
-
-
-class RepeatedFailure(ProviderError):
-    """Raised by :func:`run_calls` when :data:`STOP_AFTER_IDENTICAL` calls in a row failed alike
-    (a :class:`ProviderError`: where no caller adds more, e.g. writing summaries, the CLI prints it)."""
-
-    def __init__(self, n: int, error: str) -> None:
-        super().__init__(f"{n} calls in a row failed with the same error, which a retry cannot fix: {error}")
-        self.n = n
-        self.error = error
 
 
 def run_calls(

@@ -1,11 +1,14 @@
-"""What one unit's call came to (a reply or an error, from the cache or the provider), and its
-journal record: shared by the engine that makes calls and the spool that keeps their outcomes."""
+"""What one unit's call ended in, and the run's live counters: apart from the engine, so that a
+run every unit of which is cached (or resumed) never imports the engine or asyncio."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from dialbgm.errors import ProviderError
 from dialbgm.judging import Response
 
 
@@ -33,3 +36,36 @@ class UnitOutcome:
     def from_record(cls, rec: dict[str, Any]) -> UnitOutcome:
         resp = Response.from_dict(rec["response"]) if rec.get("response") else None
         return cls(resp, False, rec.get("latency_s"), rec.get("error"), int(rec.get("attempts") or 0))
+
+
+@dataclass
+class Progress:
+    """Live counters for the progress bar (read from the event loop's thread only)."""
+
+    total: int
+    done: int = 0
+    cached: int = 0
+    resumed: int = 0
+    in_flight: int = 0
+    retrying: int = 0
+    failed: int = 0
+    calls: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        dt = time.monotonic() - self.started
+        return self.calls / dt if dt > 0 else 0.0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+class RepeatedFailure(ProviderError):
+    """Raised by :func:`dialbgm.calls._engine.run_calls` when :data:`STOP_AFTER_IDENTICAL` calls in a row failed alike
+    (a :class:`ProviderError`: where no caller adds more, e.g. writing summaries, the CLI prints it)."""
+
+    def __init__(self, n: int, error: str) -> None:
+        super().__init__(f"{n} calls in a row failed with the same error, which a retry cannot fix: {error}")
+        self.n = n
+        self.error = error

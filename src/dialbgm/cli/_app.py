@@ -95,7 +95,7 @@ def eval_cmd(
     from dialbgm.config import parse_overrides
     from dialbgm.errors import DialbgmError
     from dialbgm.report import print_run
-    from dialbgm.run import run_eval
+    from dialbgm.run import RunOptions, RunSpec, evaluate, resume_run
 
     try:
         if resume is not None:
@@ -117,21 +117,19 @@ def eval_cmd(
                 # The first time, clips are decoded and encoded before any call (~30 clips/s on 2 cores).
                 typer.echo("preparing the candidates' audio (kept in the cache for the next run)...", err=True)
         with _progress(quiet) as progress:
-            result = run_eval(
-                ws,
-                judge,
-                data_path,
+            options = RunOptions(
                 out_dir=out,
-                limit=limit,
-                overrides=overrides if overrides is not None or resume else (overrides or {}),
                 force=force,
                 use_cache=not no_cache,
                 progress=progress,
                 provider_overrides={"concurrency": concurrency, "rpm": rpm, "tpm": tpm},
-                resume=resume,
                 retry_failed=retry_failed,
                 retry_statuses=[s.strip() for s in retry_status.split(",") if s.strip()] if retry_status else (),
             )
+            if resume is not None:
+                result = resume_run(ws, resume, options, overrides=overrides)
+            else:
+                result = evaluate(ws, RunSpec(judge, data_path, limit, overrides or {}), options)
     except DialbgmError as e:
         _fail(e)
         return

@@ -130,9 +130,9 @@ def compare_cmd(
     flips: Annotated[int, typer.Option(help="Monte Carlo sign flips per test (when not exact).", min=1000)] = 10_000,
 ) -> None:
     """Run every cell of an experiment (from the cache where possible), then compare them."""
-    from dialbgm.config import find_workspace, load_prices
+    from dialbgm.config import find_workspace, load_experiment, load_prices
     from dialbgm.errors import DialbgmError
-    from dialbgm.run import budget_problem, load_experiment, plan_cells, run_cells
+    from dialbgm.run import budget_problem, plan_cells, run_cells
 
     try:
         ws = find_workspace()

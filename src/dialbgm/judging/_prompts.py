@@ -51,9 +51,14 @@ def labels_for(n: int) -> list[str]:
 
 
 def sandboxed_env(folder: Path) -> SandboxedEnvironment:
-    """Templates are code, dialogue text is data: sandboxed, and a missing variable is an error."""
+    """Templates are code, dialogue text is data: sandboxed, and a missing variable is an error.
+
+    Each template is read once (no ``auto_reload``): a request is rendered when its key is made
+    and again when it is sent, and a file edited in between must not make the two differ (nor
+    cost a stat of every template file for every render)."""
     return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path(folder)]),
+        auto_reload=False,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,

@@ -32,11 +32,11 @@ __all__ = [
 ]
 
 _WHERE = {
-    "AGGREGATIONS": "._aggregate",
+    "AGGREGATIONS": "._methods",
     "CONSENSUS_RULES": "._ranking",
     "DEFAULT_CONSENSUS": "._ranking",
     "Judgement": "._bias",
-    "KEMENY_MAX_CANDIDATES": "._aggregate",
+    "KEMENY_MAX_CANDIDATES": "._methods",
     "METRICS": "._agreement",
     "aggregate_scores": "._aggregate",
     "chance_levels": "._agreement",
@@ -56,7 +56,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.metrics._aggregate import AGGREGATIONS, KEMENY_MAX_CANDIDATES, aggregate_scores
+    from dialbgm.metrics._aggregate import aggregate_scores
     from dialbgm.metrics._agreement import METRICS, chance_levels, item_metrics, n_groups, summarize
     from dialbgm.metrics._bias import (
         Judgement,
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         top1_by_label,
         top1_by_position,
     )
+    from dialbgm.metrics._methods import AGGREGATIONS, KEMENY_MAX_CANDIDATES
     from dialbgm.metrics._paired import holm, paired_compare
     from dialbgm.metrics._ranking import (
         CONSENSUS_RULES,

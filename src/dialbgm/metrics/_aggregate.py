@@ -22,18 +22,11 @@ import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-Method = Literal["mean", "borda", "kemeny"]
-AGGREGATIONS: tuple[str, ...] = ("mean", "borda", "kemeny")
-DEFAULT_AGGREGATION = "mean"
-
-# 8! = 40,320 orders; 9! would be 362,880 orders times 36 pairs, too slow and too much memory
-# for something run once per item.
-KEMENY_MAX_CANDIDATES = 8
+from dialbgm.metrics._methods import AGGREGATIONS, KEMENY_MAX_CANDIDATES
 
 
 def _candidates(judgements: Sequence[Mapping[str, float]]) -> list[str]:

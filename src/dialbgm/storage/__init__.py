@@ -33,19 +33,19 @@ _WHERE = {
     "JsonlWriter": "._files",
     "Place": "._diskstore",
     "REDACTED": "._redact",
-    "Salvage": "._diskstore",
+    "Salvage": "._salvage",
     "Store": "._diskstore",
     "StoreError": "._diskstore",
     "UnreadableEntry": "._diskstore",
     "atomic_file": "._files",
     "cannot_write": "._files",
-    "move_aside": "._diskstore",
+    "move_aside": "._salvage",
     "open_store": "._diskstore",
-    "rebuild": "._diskstore",
+    "rebuild": "._salvage",
     "redact": "._redact",
     "redact_text": "._redact",
-    "remove_damaged_copies": "._diskstore",
-    "remove_files": "._diskstore",
+    "remove_damaged_copies": "._salvage",
+    "remove_files": "._salvage",
     "utc_now": "._files",
     "write_json": "._files",
     "write_jsonl": "._files",
@@ -53,19 +53,9 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.storage._diskstore import (
-        Place,
-        Salvage,
-        Store,
-        StoreError,
-        UnreadableEntry,
-        move_aside,
-        open_store,
-        rebuild,
-        remove_damaged_copies,
-        remove_files,
-    )
+    from dialbgm.storage._diskstore import Place, Store, StoreError, UnreadableEntry, open_store
     from dialbgm.storage._files import JsonlWriter, atomic_file, cannot_write, utc_now, write_json, write_jsonl, writing
     from dialbgm.storage._redact import REDACTED, redact, redact_text
+    from dialbgm.storage._salvage import Salvage, move_aside, rebuild, remove_damaged_copies, remove_files
 
 __getattr__ = exports(__name__, _WHERE)
