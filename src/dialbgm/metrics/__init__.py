@@ -13,7 +13,9 @@ __all__ = [
     "DEFAULT_CONSENSUS",
     "KEMENY_MAX_CANDIDATES",
     "METRICS",
+    "BiasTally",
     "Judgement",
+    "ScoreAggregator",
     "aggregate_scores",
     "chance_levels",
     "consensus_ranks",
@@ -33,11 +35,13 @@ __all__ = [
 
 _WHERE = {
     "AGGREGATIONS": "._aggregate",
+    "BiasTally": "._bias",
     "CONSENSUS_RULES": "._ranking",
     "DEFAULT_CONSENSUS": "._ranking",
     "Judgement": "._bias",
     "KEMENY_MAX_CANDIDATES": "._aggregate",
     "METRICS": "._agreement",
+    "ScoreAggregator": "._aggregate",
     "aggregate_scores": "._aggregate",
     "chance_levels": "._agreement",
     "consensus_ranks": "._ranking",
@@ -56,9 +60,10 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.metrics._aggregate import AGGREGATIONS, KEMENY_MAX_CANDIDATES, aggregate_scores
+    from dialbgm.metrics._aggregate import AGGREGATIONS, KEMENY_MAX_CANDIDATES, ScoreAggregator, aggregate_scores
     from dialbgm.metrics._agreement import METRICS, chance_levels, item_metrics, n_groups, summarize
     from dialbgm.metrics._bias import (
+        BiasTally,
         Judgement,
         flip_rate,
         position_consistency,

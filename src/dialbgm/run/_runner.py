@@ -50,12 +50,14 @@ from dialbgm.data import Dataset, load_dataset
 from dialbgm.errors import ConfigError, JudgeDataError, ResultsError, RunStoppedError
 from dialbgm.judging import (
     PARSER_VERSION,
+    DigestTable,
     FewShotPool,
     Parsed,
     PromptSet,
     Request,
     Response,
     Unit,
+    UnitPlan,
     audio_ref,
     audio_spec,
     build_units,
@@ -80,7 +82,7 @@ from dialbgm.run._folders import (
     restore_replaced,
 )
 from dialbgm.run._identity import RunIdentity, item_sha256, quick_identity, run_identity
-from dialbgm.run._scoring import UnitTally, run_metrics, score_item
+from dialbgm.run._scoring import UnitTally, item_summary, run_metrics, score_item
 from dialbgm.storage import REDACTED, JsonlWriter, cannot_write, redact, utc_now, write_json, write_jsonl
 
 if TYPE_CHECKING:
@@ -104,14 +106,14 @@ class Prepared:
     judge: JudgeConfig
     provider: ProviderConfig
     dataset: Dataset
-    units: list[Unit]
+    units: UnitPlan
     backend: Backend
     prompts: PromptSet | None
     pool: FewShotPool | None
     summaries: list[dict[str, Any]] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    """The cache key of each unit's request, in plan order."""
-    messages_sha256: list[str] = field(default_factory=list)
+    keys: DigestTable = field(default_factory=DigestTable)
+    """The cache key of each unit's request, in plan order (on disk: see DigestTable)."""
+    messages_sha256: DigestTable = field(default_factory=DigestTable)
     clips: dict[tuple[str, str], PreparedClip] | None = None
     """(item id, candidate id) → the clip as sent, when the judge hears the candidates."""
     warnings: list[str] = field(default_factory=list)
@@ -232,6 +234,8 @@ def prepare(
         clips=clips,
         pending_summaries=pending,
         item_sha256=item_hashes,
+        keys=DigestTable(directory=ws.root),
+        messages_sha256=DigestTable(directory=ws.root),
     )
     prep.warnings.extend(pool.warnings if pool else ())
     for unit, r in zip(units, prep.iter_requests(), strict=True):
@@ -853,7 +857,7 @@ def _finish(
     tally = UnitTally()
     items: list[dict[str, Any]] = []
     hits = 0
-    with JsonlWriter(out_dir / "units.jsonl") as units_out:
+    with JsonlWriter(out_dir / "units.jsonl") as units_out, JsonlWriter(out_dir / "items.jsonl") as items_out:
         i = 0
         for item in prep.dataset:
             rows = []
@@ -866,7 +870,9 @@ def _finish(
                 tally.add(row)
                 rows.append(row)
                 i += 1
-            items.append({**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]})
+            item_row = {**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]}
+            items_out.write(item_row)
+            items.append(item_summary(item_row))  # not its scores and judgements: memory stays flat
         if i != len(prep.units):
             raise ResultsError(f"internal error: units out of plan order at {prep.units[i].unit_id}")
     metrics = run_metrics(items, prep.dataset, prep.judge, tally)
@@ -905,7 +911,6 @@ def _finish(
         manifest["warnings"] = prep.warnings
     if prep.summaries:
         write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
-    write_jsonl(out_dir / "items.jsonl", items)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))
