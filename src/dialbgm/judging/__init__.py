@@ -13,12 +13,14 @@ __all__ = [
     "LOGPROBS_VERSION",
     "PARSER_VERSION",
     "SAMPLE_CLIPS",
+    "DigestTable",
     "FewShotPool",
     "Parsed",
     "PromptSet",
     "Request",
     "Response",
     "Unit",
+    "UnitPlan",
     "audio_ref",
     "audio_seconds",
     "audio_spec",
@@ -51,6 +53,7 @@ __all__ = [
 _WHERE = {
     "AUDIO_REF": "._audio_input",
     "CACHE_SCHEMA_VERSION": "._request",
+    "DigestTable": "._table",
     "FewShotPool": "._plan",
     "LOGPROBS_VERSION": "._logprobs",
     "PARSER_VERSION": "._parse",
@@ -60,6 +63,7 @@ _WHERE = {
     "Response": "._request",
     "SAMPLE_CLIPS": "._sample_clips",
     "Unit": "._plan",
+    "UnitPlan": "._plan",
     "audio_ref": "._audio_input",
     "audio_seconds": "._audio_input",
     "audio_spec": "._audio_input",
@@ -110,6 +114,7 @@ if TYPE_CHECKING:
     from dialbgm.judging._plan import (
         FewShotPool,
         Unit,
+        UnitPlan,
         build_units,
         candidate_orders,
         judge_fit_problems,
@@ -126,5 +131,6 @@ if TYPE_CHECKING:
     )
     from dialbgm.judging._request import CACHE_SCHEMA_VERSION, Request, Response
     from dialbgm.judging._sample_clips import SAMPLE_CLIPS, missing_clips_hint
+    from dialbgm.judging._table import DigestTable
 
 __getattr__ = exports(__name__, _WHERE)

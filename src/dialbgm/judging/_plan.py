@@ -5,17 +5,23 @@ pointwise unit one candidate. The order the candidates are shown in and the few-
 are drawn from seeds hashed with the item id, so they are the same on every machine and in any
 order of execution, and never depend on the dataset's own candidate order (which may be sorted
 by rank).
+
+A run's units are a :class:`UnitPlan`: each item's layout (its orders, labels and shots) is
+kept, and a unit is made from it when asked for, so a long run holds no object per unit.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import math
 import random
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from dialbgm.config import JudgeConfig, ProviderConfig, read_task
 from dialbgm.data import Candidate, Dataset, Item, load_dataset
@@ -254,21 +260,99 @@ def load_pool(path: Path, exclude: Dataset, template: PromptSet | None = None) -
     return FewShotPool(pool, exclude, warnings)
 
 
-def build_units(dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) -> list[Unit]:
+@dataclass(frozen=True)
+class _Layout:
+    """What an item's units share: the few-shot examples, and per order (listwise) or per
+    candidate (pointwise) the candidates shown, their indices and their labels."""
+
+    shots: tuple[Shot, ...]
+    views: tuple[tuple[tuple[int, ...], tuple[Candidate, ...], tuple[str, ...]], ...]
+    samples: int
+    pointwise: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.views) * self.samples
+
+    def units(self, item: Item) -> tuple[Unit, ...]:
+        if self.pointwise:
+            return tuple(
+                Unit(f"{item.id}#s{sample}p{pos}", item, shown, order, self.shots, sample, 0, labels)
+                for sample in range(self.samples)
+                for pos, (order, shown, labels) in enumerate(self.views)
+            )
+        return tuple(
+            Unit(f"{item.id}#o{oi}s{sample}", item, shown, order, self.shots, sample, oi, labels)
+            for oi, (order, shown, labels) in enumerate(self.views)
+            for sample in range(self.samples)
+        )
+
+
+def _layout(item: Item, judge: JudgeConfig, pool: FewShotPool | None) -> _Layout:
+    shots = pool.draw(judge, item) if pool is not None else ()
+    if judge.mode == "pointwise":
+        order = presentation_order(item, judge.order_seed)
+        views = tuple(((ci,), (item.candidates[ci],), ("A",)) for ci in order)
+        return _Layout(shots, views, judge.samples, pointwise=True)
+    listed = []
+    for oi, order in enumerate(candidate_orders(item, judge.orders, judge.order_seed)):
+        shown = tuple(item.candidates[i] for i in order)
+        listed.append((order, shown, labels_for_order(item, len(shown), oi, judge)))
+    return _Layout(shots, tuple(listed), judge.samples, pointwise=False)
+
+
+class UnitPlan(Sequence[Unit]):
+    """Every call of the run, item × order × sample (× candidate, pointwise), in plan order.
+
+    Holds one layout and one offset per item; unit ``i`` is made when asked for (the last
+    item's units are kept, so reading in plan order makes each item's once). Equal to any
+    sequence of the same units.
+    """
+
+    def __init__(self, dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) -> None:
+        self._items = tuple(dataset)
+        self._layouts = [_layout(item, judge, pool) for item in self._items]
+        self._ends = array("q", itertools.accumulate(lay.size for lay in self._layouts))
+        self._recent: tuple[int, int, tuple[Unit, ...]] = (-1, 0, ())
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, i: int) -> Unit: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Unit]: ...
+    def __getitem__(self, i: int | slice) -> Unit | list[Unit]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("unit index out of range")
+        k, start, units = self._recent
+        if not start <= i < start + len(units):
+            k = bisect.bisect_right(self._ends, i)
+            start = self._ends[k - 1] if k else 0
+            units = self._layouts[k].units(self._items[k])
+            self._recent = (k, start, units)
+        return units[i - start]
+
+    def __iter__(self) -> Iterator[Unit]:
+        for item, layout in zip(self._items, self._layouts, strict=True):
+            yield from layout.units(item)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking sequence: like a list
+
+    def __repr__(self) -> str:
+        return f"UnitPlan({len(self)} units of {len(self._items)} items)"
+
+
+def build_units(dataset: Dataset, judge: JudgeConfig, pool: FewShotPool | None) -> UnitPlan:
     """Every call of the run: item × order × sample (× candidate, pointwise)."""
-    units: list[Unit] = []
-    for item in dataset:
-        shots = pool.draw(judge, item) if pool is not None else ()
-        if judge.mode == "pointwise":
-            order = presentation_order(item, judge.order_seed)
-            for sample in range(judge.samples):
-                for pos, ci in enumerate(order):
-                    one = (item.candidates[ci],)
-                    units.append(Unit(f"{item.id}#s{sample}p{pos}", item, one, (ci,), shots, sample, 0, ("A",)))
-            continue
-        for oi, order in enumerate(candidate_orders(item, judge.orders, judge.order_seed)):
-            shown = tuple(item.candidates[i] for i in order)
-            labels = labels_for_order(item, len(shown), oi, judge)
-            for sample in range(judge.samples):
-                units.append(Unit(f"{item.id}#o{oi}s{sample}", item, shown, order, shots, sample, oi, labels))
-    return units
+    return UnitPlan(dataset, judge, pool)

@@ -13,7 +13,9 @@ __all__ = [
     "DEFAULT_CONSENSUS",
     "KEMENY_MAX_CANDIDATES",
     "METRICS",
+    "BiasTally",
     "Judgement",
+    "ScoreAggregator",
     "aggregate_scores",
     "chance_levels",
     "consensus_ranks",
@@ -35,9 +37,11 @@ _WHERE = {
     "AGGREGATIONS": "._methods",
     "CONSENSUS_RULES": "._ranking",
     "DEFAULT_CONSENSUS": "._ranking",
-    "Judgement": "._bias",
     "KEMENY_MAX_CANDIDATES": "._methods",
     "METRICS": "._agreement",
+    "BiasTally": "._bias",
+    "Judgement": "._bias",
+    "ScoreAggregator": "._aggregate",
     "aggregate_scores": "._aggregate",
     "chance_levels": "._agreement",
     "consensus_ranks": "._ranking",
@@ -56,9 +60,10 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.metrics._aggregate import aggregate_scores
+    from dialbgm.metrics._aggregate import ScoreAggregator, aggregate_scores
     from dialbgm.metrics._agreement import METRICS, chance_levels, item_metrics, n_groups, summarize
     from dialbgm.metrics._bias import (
+        BiasTally,
         Judgement,
         flip_rate,
         position_consistency,

@@ -12,6 +12,10 @@ so the judgements are merged here by one of three rules:
   disagreements with the judgements (a tie costs half a disagreement either way). The median
   ranking in the Kendall sense; exact, by enumeration, so limited to 8 candidates.
 
+:class:`ScoreAggregator` takes the judgements one at a time and keeps, per candidate, an exact
+running sum (``mean``, ``borda``) or, per pair of candidates, a count of disagreements
+(``kemeny``): never the judgements themselves.
+
 Every rule returns "higher = better" scores, so :mod:`dialbgm.metrics._ranking` and :mod:`dialbgm.metrics._agreement`
 treat a consensus exactly like a single judgement. Pure Python plus numpy: no scipy import.
 """
@@ -26,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from dialbgm.metrics._exact import ExactSum
 from dialbgm.metrics._methods import AGGREGATIONS, KEMENY_MAX_CANDIDATES
 
 
@@ -48,10 +53,6 @@ def _candidates(judgements: Sequence[Mapping[str, float]]) -> list[str]:
     return sorted(keys)
 
 
-def _mean_scores(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> list[float]:
-    return [math.fsum(j[c] for j in judgements) / len(judgements) for c in ids]
-
-
 def _borda_points(scores: Mapping[str, float], cid: str) -> float:
     s = scores[cid]
     beaten = sum(1 for t in scores.values() if t < s)
@@ -59,17 +60,14 @@ def _borda_points(scores: Mapping[str, float], cid: str) -> float:
     return beaten + 0.5 * tied
 
 
-def _half_disagreements(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> npt.NDArray[np.int64]:
-    """D[i, j] = twice the cost of putting ids[i] before ids[j]: integers, so optima compare exactly."""
-    n = len(ids)
-    d = np.zeros((n, n), dtype=np.int64)
-    for j in judgements:
-        s = np.array([j[c] for c in ids], dtype=float)
-        # Placing i before j disagrees fully when the judgement prefers j, half when it ties them.
-        # The half is the same for every order, so it never moves the optimum; it is kept so that
-        # the minimum cost is kemeny_distance's value.
-        d += 2 * (s[None, :] > s[:, None]) + (s[None, :] == s[:, None])
-    np.fill_diagonal(d, 0)
+def _half_disagreements(scores: Mapping[str, float], ids: Sequence[str]) -> npt.NDArray[np.int64]:
+    """D[i, j] = twice the cost of putting ids[i] before ids[j] for one judgement: integers, so
+    optima compare exactly (summed over judgements, with a zero diagonal, by the aggregator)."""
+    s = np.array([scores[c] for c in ids], dtype=float)
+    # Placing i before j disagrees fully when the judgement prefers j, half when it ties them.
+    # The half is the same for every order, so it never moves the optimum; it is kept so that
+    # the minimum cost is kemeny_distance's value.
+    d: npt.NDArray[np.int64] = 2 * (s[None, :] > s[:, None]).astype(np.int64) + (s[None, :] == s[:, None])
     return d
 
 
@@ -100,15 +98,14 @@ def _permutations(n: int) -> npt.NDArray[np.intp]:
     return perms
 
 
-def _optimal_orders(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> npt.NDArray[np.intp]:
-    """Every Kemeny-optimal order (rows of candidate indices)."""
-    n = len(ids)
+def _optimal_orders(d: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Every Kemeny-optimal order (rows of candidate indices) for the disagreement matrix ``d``."""
+    n = len(d)
     if n > KEMENY_MAX_CANDIDATES:
         raise ValueError(
             f"kemeny aggregation enumerates all orders and supports at most {KEMENY_MAX_CANDIDATES} "
             f"candidates, got {n}; use 'mean' or 'borda'"
         )
-    d = _half_disagreements(judgements, ids)
     perms = _permutations(n)
     # One vectorised gather per position pair instead of a Python loop per order: 28 array
     # operations for 8 candidates rather than 40,320 × 28 scalar additions.
@@ -119,7 +116,7 @@ def _optimal_orders(judgements: Sequence[Mapping[str, float]], ids: Sequence[str
     return optimal
 
 
-def _kemeny_scores(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]) -> dict[str, float]:
+def _kemeny_scores(d: npt.NDArray[np.int64], ids: Sequence[str]) -> dict[str, float]:
     """n − position, averaged over every optimal order.
 
     When several orders are optimal, the candidates they disagree on share their positions'
@@ -129,11 +126,67 @@ def _kemeny_scores(judgements: Sequence[Mapping[str, float]], ids: Sequence[str]
     n = len(ids)
     if n <= 1:
         return {c: 1.0 for c in ids}
-    optimal = _optimal_orders(judgements, ids)
+    optimal = _optimal_orders(d)
     points = np.zeros(n)
     for pos in range(n):
         np.add.at(points, optimal[:, pos], n - pos)
     return {c: float(points[k] / len(optimal)) for k, c in enumerate(ids)}
+
+
+class ScoreAggregator:
+    """:func:`aggregate_scores` fed one judgement at a time, in any number.
+
+    Raises, in :meth:`result`, what :func:`aggregate_scores` raises for the same judgements (a
+    judgement scoring other candidates than the first, a NaN score, none at all), the first
+    such judgement named as it would be there.
+    """
+
+    def __init__(self, method: str) -> None:
+        if method not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {method!r}; allowed: {', '.join(AGGREGATIONS)}")
+        self.method = method
+        self.n = 0
+        self._ids: list[str] = []
+        self._sums: dict[str, ExactSum] = {}
+        self._d: npt.NDArray[np.int64] | None = None
+        self._mismatch: str | None = None
+        self._nan: str | None = None
+
+    def add(self, scores: Mapping[str, float]) -> None:
+        i, self.n = self.n, self.n + 1
+        if i == 0:
+            self._ids = sorted(scores)
+            self._sums = {c: ExactSum() for c in self._ids}
+        elif self._mismatch is None and set(scores) != set(self._ids):
+            self._mismatch = (
+                f"judgement {i} scores candidates {sorted(scores)}, judgement 0 scores {self._ids}: "
+                "every judgement of an item must score the same candidates"
+            )
+        if self._mismatch is not None or self._nan is not None:
+            return
+        for cid, score in scores.items():
+            # NaN compares false with everything, which would silently corrupt borda and kemeny.
+            if math.isnan(score):
+                self._nan = f"judgement {i} gives candidate {cid!r} a NaN score"
+                return
+        if self.method == "kemeny":
+            d = _half_disagreements(scores, self._ids)
+            self._d = d if self._d is None else self._d + d
+            return
+        for c in self._ids:
+            self._sums[c].add(scores[c] if self.method == "mean" else _borda_points(scores, c))
+
+    def result(self) -> dict[str, float]:
+        if self.n == 0:
+            raise ValueError("no judgements to aggregate")
+        if self._mismatch is not None or self._nan is not None:
+            raise ValueError(self._mismatch or self._nan)
+        if self.method == "kemeny":
+            assert self._d is not None
+            d = self._d.copy()
+            np.fill_diagonal(d, 0)
+            return _kemeny_scores(d, self._ids)
+        return {c: self._sums[c].value() / self.n for c in self._ids}
 
 
 def aggregate_scores(judgements: Sequence[Mapping[str, float]], method: str) -> dict[str, float]:
@@ -144,11 +197,7 @@ def aggregate_scores(judgements: Sequence[Mapping[str, float]], method: str) -> 
     under ``kemeny``. For ``kemeny`` the score is n − position in the optimal order (top = n),
     averaged over all optimal orders when there are several.
     """
-    if method not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {method!r}; allowed: {', '.join(AGGREGATIONS)}")
-    ids = _candidates(judgements)
-    if method == "mean":
-        return dict(zip(ids, _mean_scores(judgements, ids), strict=True))
-    if method == "borda":
-        return {c: math.fsum(_borda_points(j, c) for j in judgements) / len(judgements) for c in ids}
-    return _kemeny_scores(judgements, ids)
+    aggregator = ScoreAggregator(method)
+    for j in judgements:
+        aggregator.add(j)
+    return aggregator.result()

@@ -27,10 +27,12 @@ from dialbgm.config import (
 from dialbgm.data import Dataset, load_dataset
 from dialbgm.errors import ConfigError, JudgeDataError
 from dialbgm.judging import (
+    DigestTable,
     FewShotPool,
     PromptSet,
     Request,
     Unit,
+    UnitPlan,
     audio_ref,
     audio_spec,
     build_units,
@@ -62,14 +64,14 @@ class Prepared:
     judge: JudgeConfig
     provider: ProviderConfig
     dataset: Dataset
-    units: list[Unit]
+    units: UnitPlan
     backend: Backend
     prompts: PromptSet | None
     pool: FewShotPool | None
     summaries: list[dict[str, Any]] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    """The cache key of each unit's request, in plan order."""
-    messages_sha256: list[str] = field(default_factory=list)
+    keys: DigestTable = field(default_factory=DigestTable)
+    """The cache key of each unit's request, in plan order (on disk: see DigestTable)."""
+    messages_sha256: DigestTable = field(default_factory=DigestTable)
     clips: dict[tuple[str, str], PreparedClip] | None = None
     """(item id, candidate id) → the clip as sent, when the judge hears the candidates."""
     warnings: list[str] = field(default_factory=list)
@@ -182,6 +184,8 @@ def prepare(
         clips=clips,
         pending_summaries=pending,
         item_sha256=item_hashes,
+        keys=DigestTable(directory=ws.root),
+        messages_sha256=DigestTable(directory=ws.root),
     )
     prep.warnings.extend(pool.warnings if pool else ())
     for unit, r in zip(units, prep.iter_requests(), strict=True):

@@ -17,7 +17,7 @@ from dialbgm.judging import PARSER_VERSION, Parsed, Response, labels_for, parse_
 from dialbgm.run._folders import git_state, package_versions
 from dialbgm.run._identity import RunIdentity
 from dialbgm.run._prepare import Prepared
-from dialbgm.run._scoring import UnitTally, run_metrics, score_item
+from dialbgm.run._scoring import UnitTally, item_summary, run_metrics, score_item
 from dialbgm.storage import JsonlWriter, redact, utc_now, write_json, write_jsonl
 
 
@@ -150,7 +150,7 @@ def finish(
     tally = UnitTally()
     items: list[dict[str, Any]] = []
     hits = 0
-    with JsonlWriter(out_dir / "units.jsonl") as units_out:
+    with JsonlWriter(out_dir / "units.jsonl") as units_out, JsonlWriter(out_dir / "items.jsonl") as items_out:
         i = 0
         for item in prep.dataset:
             rows = []
@@ -163,7 +163,9 @@ def finish(
                 tally.add(row)
                 rows.append(row)
                 i += 1
-            items.append({**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]})
+            item_row = {**score_item(item, rows, prep.judge), "item_sha256": prep.item_sha256[item.id]}
+            items_out.write(item_row)
+            items.append(item_summary(item_row))  # not its scores and judgements: memory stays flat
         if i != len(prep.units):
             raise ResultsError(f"internal error: units out of plan order at {prep.units[i].unit_id}")
     with one_blas_thread():
@@ -203,7 +205,6 @@ def finish(
         manifest["warnings"] = prep.warnings
     if prep.summaries:
         write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
-    write_jsonl(out_dir / "items.jsonl", items)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))

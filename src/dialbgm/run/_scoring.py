@@ -17,6 +17,7 @@ from dialbgm.config import JudgeConfig
 from dialbgm.data import Dataset, Item
 from dialbgm.metrics import (
     METRICS,
+    BiasTally,
     Judgement,
     aggregate_scores,
     chance_levels,
@@ -82,18 +83,23 @@ def score_item(item: Item, rows: Sequence[dict[str, Any]], judge: JudgeConfig) -
 
 class UnitTally:
     """What the run's metrics need from its unit rows, taken one row at a time, so the rows
-    themselves can be written out and dropped (a long run never holds them all)."""
+    themselves can be written out and dropped (a long run never holds them all). The judgements
+    of one item are held until its last row, then folded into the bias tally: the rows of an
+    item must be consecutive, as a run writes them."""
 
     def __init__(self) -> None:
         self.by_status: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
-        self.judgements: list[Judgement] = []
+        self._bias = BiasTally()
+        self._item: list[Judgement] = []
 
     def add(self, row: dict[str, Any]) -> None:
         self.by_status[row["status"]] += 1
         self.tokens.update({k: v for k, v in (row.get("usage") or {}).items() if isinstance(v, int)})
         if row["status"] == "ok" and row.get("shown") is not None:
-            self.judgements.append(
+            if self._item and self._item[0].item_id != row["item_id"]:
+                self._flush()
+            self._item.append(
                 Judgement(
                     item_id=row["item_id"],
                     order_index=row["order_index"],
@@ -104,12 +110,31 @@ class UnitTally:
                 )
             )
 
+    def _flush(self) -> None:
+        self._bias.add_item(self._item)
+        self._item = []
+
+    @property
+    def bias(self) -> BiasTally:
+        """The bias tally of every row added so far."""
+        self._flush()
+        return self._bias
+
     @classmethod
     def of(cls, unit_rows: Iterable[dict[str, Any]]) -> UnitTally:
         tally = cls()
         for r in unit_rows:
             tally.add(r)
         return tally
+
+
+_SUMMARY_KEYS = ("item_id", "status", "error", "group", "metrics", "metrics_first_judgement")
+
+
+def item_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The part of an item's row that :func:`run_metrics` reads: a run writes each row out as it
+    is made and keeps only this, not every item's scores and judgements."""
+    return {k: row[k] for k in _SUMMARY_KEYS if k in row}
 
 
 def _summary_block(
@@ -122,6 +147,7 @@ def _summary_block(
 
 
 def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfig, units: UnitTally) -> dict[str, Any]:
+    """metrics.json from the items' rows (whole, or as :func:`item_summary` keeps them)."""
     ok = [r for r in items if r["status"] == "ok"]
     groups = [r.get("group") for r in ok]
     means, cis = _summary_block([r["metrics"] for r in ok], groups)
@@ -155,7 +181,7 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
             "what": "order 0, sample 0 alone, on the same items",
         }
     if judge.mode == "listwise":
-        metrics["bias"] = bias_diagnostics(units.judgements)
+        metrics["bias"] = bias_diagnostics(units.bias)
     return metrics
 
 
@@ -199,21 +225,17 @@ def _judgements_per_item(judge: JudgeConfig, dataset: Dataset) -> int | None:
     return len(candidate_orders(dataset.items[0], judge.orders, judge.order_seed)) * judge.samples
 
 
-def bias_diagnostics(judgements: list[Judgement]) -> dict[str, Any]:
+def bias_diagnostics(tally: BiasTally) -> dict[str, Any]:
     """Position and label bias, consistency across orders, flips across samples, ties."""
-    from dialbgm.metrics import flip_rate, position_consistency, tie_rate, top1_by_label, top1_by_position
-
-    out: dict[str, Any] = {"n_judgements": len(judgements)}
-    if not judgements:
+    out: dict[str, Any] = {"n_judgements": tally.n}
+    if not tally.n:
         return out
-    out["tie_rate"] = tie_rate(judgements)
-    out["position_consistency"] = position_consistency(judgements)
-    out["flip_rate"] = flip_rate(judgements)
-    sizes = Counter(len(j.shown) for j in judgements)
-    n, _ = sizes.most_common(1)[0]
-    same = [j for j in judgements if len(j.shown) == n]
-    for name, fn in (("top1_by_position", top1_by_position), ("top1_by_label", top1_by_label)):
-        test = fn(same)
+    out["tie_rate"] = tally.tie_rate()
+    out["position_consistency"] = tally.position_consistency()
+    out["flip_rate"] = tally.flip_rate()
+    n = tally.common_size()
+    for name, fn in (("top1_by_position", tally.top1_by_position), ("top1_by_label", tally.top1_by_label)):
+        test = fn(n)
         out[name] = {
             "keys": test.keys,
             "rates": test.rates,
@@ -221,6 +243,6 @@ def bias_diagnostics(judgements: list[Judgement]) -> dict[str, Any]:
             "n": test.n,
             "chi2": test.chi2,
             "p_value": test.p_value,
-            "note": f"judgements with {n} candidates ({len(same)} of {len(judgements)})",
+            "note": f"judgements with {n} candidates ({tally.sizes[n]} of {tally.n})",
         }
     return out
