@@ -147,7 +147,7 @@ def finish(
 ) -> RunResult:
     """Write units.jsonl and items.jsonl in plan order, one item at a time, then the metrics."""
     config, config_hash = identity.config, identity.config_hash
-    tally = UnitTally()
+    tally = UnitTally(listwise=prep.judge.mode == "listwise")
     items: list[dict[str, Any]] = []
     hits = 0
     with JsonlWriter(out_dir / "units.jsonl") as units_out, JsonlWriter(out_dir / "items.jsonl") as items_out:

@@ -85,9 +85,11 @@ class UnitTally:
     """What the run's metrics need from its unit rows, taken one row at a time, so the rows
     themselves can be written out and dropped (a long run never holds them all). The judgements
     of one item are held until its last row, then folded into the bias tally: the rows of an
-    item must be consecutive, as a run writes them."""
+    item must be consecutive, as a run writes them. Pointwise rows carry no order effects to
+    diagnose (one candidate each, several per order and sample): ``listwise=False`` skips them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listwise: bool = True) -> None:
+        self.listwise = listwise
         self.by_status: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
         self._bias = BiasTally()
@@ -96,7 +98,7 @@ class UnitTally:
     def add(self, row: dict[str, Any]) -> None:
         self.by_status[row["status"]] += 1
         self.tokens.update({k: v for k, v in (row.get("usage") or {}).items() if isinstance(v, int)})
-        if row["status"] == "ok" and row.get("shown") is not None:
+        if self.listwise and row["status"] == "ok" and row.get("shown") is not None:
             if self._item and self._item[0].item_id != row["item_id"]:
                 self._flush()
             self._item.append(
@@ -121,8 +123,8 @@ class UnitTally:
         return self._bias
 
     @classmethod
-    def of(cls, unit_rows: Iterable[dict[str, Any]]) -> UnitTally:
-        tally = cls()
+    def of(cls, unit_rows: Iterable[dict[str, Any]], *, listwise: bool = True) -> UnitTally:
+        tally = cls(listwise=listwise)
         for r in unit_rows:
             tally.add(r)
         return tally
