@@ -335,6 +335,10 @@ def test_unit_plan_makes_the_units_a_list_held(workspace: Workspace, sample_path
     for i in rng.sample(range(len(expected)), min(50, len(expected))):  # random access too
         assert plan[i] == expected[i] and plan[i - len(expected)] == expected[i]
     assert plan[3:9] == expected[3:9]
+    for i in rng.sample(range(len(expected)), min(50, len(expected))):
+        assert plan.index_of(expected[i].unit_id) == i
+    assert plan.index_of("nope#o0s0") is None and plan.index_of(f"{ds.items[0].id}#o99s0") is None
+    assert plan.index_of("no hash") is None
     with pytest.raises(IndexError):
         plan[len(expected)]
 
