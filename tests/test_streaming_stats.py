@@ -367,3 +367,19 @@ def test_a_plan_holds_no_object_per_unit(workspace: Workspace, tmp_path: Path) -
     assert (small[0], big[0]) == (1000, 4000)
     per_unit = (big[1] - small[1]) / (big[0] - small[0])
     assert per_unit < 100, f"{per_unit:.0f} bytes a unit"
+
+
+def test_the_response_cache_keeps_no_growing_sqlite_cache(tmp_path: Path) -> None:
+    """SQLite's page cache and memory map, at diskcache's defaults (32 MB, 64 MB), grew a run's
+    memory by ~2.3 KB per cache entry written; the store caps the first at 1 MB, maps nothing."""
+    from dialbgm.storage._diskstore import Place, _WritableStore
+
+    store = _WritableStore(Place("cache", tmp_path / "c", "delete it"))
+    try:
+        for i in range(50):
+            store.set(f"{i:064x}", json.dumps({"text": "x" * 900}))
+        con = store._cache._con
+        assert con.execute("PRAGMA cache_size").fetchone()[0] == 256  # pages: 1 MB at 4 KB
+        assert con.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        store.close()
