@@ -1,7 +1,7 @@
 """Engine benchmarks, side by side in one run (issue: fast and unbreakable).
 
     .venv/bin/python benchmarks/bench_engine.py [--calls 640] [--big 50000] [--memory-only | --no-memory]
-                                                [--live-only]
+                                                [--live-only] [--memory-units 5000,50000] [--memory-items 50000]
 
 1. Throughput against the loopback server with 200 ms added latency at concurrency 64: dialbgm
    (litellm async path, cache writes, journal) against a bare httpx async client sending the
@@ -13,7 +13,10 @@
 2. Per-call CPU time of dialbgm on a cache miss (zero-latency server in its own process) and on a
    cache hit.
 3. Peak memory against run length (zero-latency server): 400, 5,000 and 50,000 units of a
-   4-orders × 10-samples grid, the growth per 1,000 units, and a 50,000-item run.
+   4-orders × 10-samples grid, the growth per 1,000 units, and a 50,000-item run. The real run
+   path costs ~20 ms of CPU per call (litellm), so this part takes ~30 min; for a quicker slope
+   pass smaller sizes (``--memory-units 5000,20000``, both ≥ 4,000 units so that the bootstrap's
+   fixed block size is reached) and ``--memory-items 0`` to skip the 50,000-item run.
 """
 
 from __future__ import annotations
@@ -108,19 +111,20 @@ import json, time
 from pathlib import Path
 from dialbgm.calls.backends import _litellm
 from dialbgm.config._workspace import find_workspace
+import dialbgm.calls as calls
 from dialbgm.run import _runner
 if not {lean!r}:  # the baseline: litellm's per-call pricing and success logging left on
     _litellm.install = lambda litellm: ()
 _litellm.import_litellm()  # seconds of CPU once per process: not part of any call
 fill = {{}}
-real = _runner.run_calls
+real = calls.run_calls
 def timed(*a, **k):
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         return real(*a, **k)
     finally:
         fill["wall"], fill["cpu"] = time.perf_counter() - t0, time.process_time() - c0
-_runner.run_calls = timed
+calls.run_calls = timed  # run/_execute imports it from the face when a unit needs a call
 t0, c0 = time.perf_counter(), time.process_time()
 r = _runner.run_eval(find_workspace(), "openai-compatible", Path({data!r}), out_dir=Path({out!r}),
                      overrides={{"api_base": {url!r}}}, provider_overrides={{"concurrency": {conc}}}, force=True)
@@ -168,7 +172,7 @@ def live_rows(tmp: Path, env: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def memory_rows(tmp: Path, env: dict[str, str], big: int) -> list[tuple[str, str]]:
+def memory_rows(tmp: Path, env: dict[str, str], sizes: tuple[int, int], n_items: int) -> list[tuple[str, str]]:
     """Peak memory against the number of units, in the shape of a real grid: each item judged in
     4 candidate orders × 10 samples (40 units per item), so 50,000 units are 1,250 items; and a
     50,000-item run of one unit each, where the data itself is the bulk."""
@@ -178,7 +182,7 @@ def memory_rows(tmp: Path, env: dict[str, str], big: int) -> list[tuple[str, str
     out: list[tuple[str, str]] = []
     try:
         peaks: dict[int, float] = {}
-        for units in (per_item * 10, big // 10, big):
+        for units in (per_item * 10, *sizes):
             data = tmp / f"mem-{units}.jsonl"
             generate(data, units // per_item, seed=units)  # distinct items: no run reuses another's answers
             code = EVAL.format(
@@ -193,20 +197,22 @@ def memory_rows(tmp: Path, env: dict[str, str], big: int) -> list[tuple[str, str
                     f"{r['rss_mb']:.0f} MB ({r['wall']:.0f} s, {units / r['wall']:.0f} calls/s)",
                 )
             )
-        lo, hi = big // 10, big
+        lo, hi = sizes
         slope = (peaks[hi] - peaks[lo]) / ((hi - lo) / 1000)
         out.append((f"growth from {lo:,} to {hi:,} units", f"{slope:.2f} MB per 1,000 units"))
-        data = tmp / "mem-items.jsonl"
-        generate(data, big, seed=4)
-        code = EVAL.format(data=str(data), url=url, out=str(tmp / "mem-items"), conc=64, use_cache=True, extra={})
-        r = run_child(code, env)
-        assert r["ok"] == big, r
-        out.append(
-            (
-                f"{big:,} items × 1 unit: peak RSS (the data is held: {data.stat().st_size / 2**20:.0f} MB of JSONL)",
-                f"{r['rss_mb']:.0f} MB ({r['wall']:.0f} s)",
+        if n_items:
+            data = tmp / "mem-items.jsonl"
+            generate(data, n_items, seed=4)
+            code = EVAL.format(data=str(data), url=url, out=str(tmp / "mem-items"), conc=64, use_cache=True, extra={})
+            r = run_child(code, env)
+            assert r["ok"] == n_items, r
+            size = data.stat().st_size / 2**20
+            out.append(
+                (
+                    f"{n_items:,} items × 1 unit: peak RSS (the data is held: {size:.0f} MB of JSONL)",
+                    f"{r['rss_mb']:.0f} MB ({r['wall']:.0f} s)",
+                )
             )
-        )
     finally:
         server.kill()
     return out
@@ -219,7 +225,11 @@ def main() -> None:
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory figures")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory figures (~30 min)")
     ap.add_argument("--live-only", action="store_true", help="only the live-fill figures (~1 min)")
+    ap.add_argument("--memory-units", default=None, help="LO,HI: the two run lengths the growth is measured between")
+    ap.add_argument("--memory-items", type=int, default=None, help="items of the one-unit-per-item run (0: skip it)")
     args = ap.parse_args()
+    lo, hi = map(int, args.memory_units.split(",")) if args.memory_units else (args.big // 10, args.big)
+    n_items = args.big if args.memory_items is None else args.memory_items
     tmp = Path(tempfile.mkdtemp(prefix="dialbgm-engine-"))
     env = workspace(tmp)
     rows: list[tuple[str, str]] = []
@@ -228,7 +238,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         return
     if args.memory_only:
-        print_report(memory_rows(tmp, env, args.big))
+        print_report(memory_rows(tmp, env, (lo, hi), n_items))
         shutil.rmtree(tmp, ignore_errors=True)
         return
 
@@ -284,7 +294,7 @@ def main() -> None:
     )
 
     if not args.no_memory:
-        rows += memory_rows(tmp, env, args.big)
+        rows += memory_rows(tmp, env, (lo, hi), n_items)
     print_report(rows)
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -335,6 +335,10 @@ def test_unit_plan_makes_the_units_a_list_held(workspace: Workspace, sample_path
     for i in rng.sample(range(len(expected)), min(50, len(expected))):  # random access too
         assert plan[i] == expected[i] and plan[i - len(expected)] == expected[i]
     assert plan[3:9] == expected[3:9]
+    for i in rng.sample(range(len(expected)), min(50, len(expected))):
+        assert plan.index_of(expected[i].unit_id) == i
+    assert plan.index_of("nope#o0s0") is None and plan.index_of(f"{ds.items[0].id}#o99s0") is None
+    assert plan.index_of("no hash") is None
     with pytest.raises(IndexError):
         plan[len(expected)]
 
@@ -363,3 +367,19 @@ def test_a_plan_holds_no_object_per_unit(workspace: Workspace, tmp_path: Path) -
     assert (small[0], big[0]) == (1000, 4000)
     per_unit = (big[1] - small[1]) / (big[0] - small[0])
     assert per_unit < 100, f"{per_unit:.0f} bytes a unit"
+
+
+def test_the_response_cache_keeps_no_growing_sqlite_cache(tmp_path: Path) -> None:
+    """SQLite's page cache and memory map, at diskcache's defaults (32 MB, 64 MB), grew a run's
+    memory by ~2.3 KB per cache entry written; the store caps the first at 1 MB, maps nothing."""
+    from dialbgm.storage._diskstore import Place, _WritableStore
+
+    store = _WritableStore(Place("cache", tmp_path / "c", "delete it"))
+    try:
+        for i in range(50):
+            store.set(f"{i:064x}", json.dumps({"text": "x" * 900}))
+        con = store._cache._con
+        assert con.execute("PRAGMA cache_size").fetchone()[0] == 256  # pages: 1 MB at 4 KB
+        assert con.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        store.close()

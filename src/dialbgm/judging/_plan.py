@@ -314,6 +314,7 @@ class UnitPlan(Sequence[Unit]):
         self._layouts = [_layout(item, judge, pool) for item in self._items]
         self._ends = array("q", itertools.accumulate(lay.size for lay in self._layouts))
         self._recent: tuple[int, int, tuple[Unit, ...]] = (-1, 0, ())
+        self._by_id: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
@@ -330,13 +331,27 @@ class UnitPlan(Sequence[Unit]):
             i += n
         if not 0 <= i < n:
             raise IndexError("unit index out of range")
-        k, start, units = self._recent
+        _, start, units = self._recent
         if not start <= i < start + len(units):
-            k = bisect.bisect_right(self._ends, i)
-            start = self._ends[k - 1] if k else 0
-            units = self._layouts[k].units(self._items[k])
-            self._recent = (k, start, units)
+            start, units = self._units_of(bisect.bisect_right(self._ends, i))
         return units[i - start]
+
+    def _units_of(self, k: int) -> tuple[int, tuple[Unit, ...]]:
+        """The index of item ``k``'s first unit, and its units (kept until another item's are made)."""
+        if self._recent[0] != k:
+            self._recent = (k, self._ends[k - 1] if k else 0, self._layouts[k].units(self._items[k]))
+        return self._recent[1], self._recent[2]
+
+    def index_of(self, unit_id: str) -> int | None:
+        """The index of the unit with this id, or None; without a table of every unit's id."""
+        item_id, sep, _ = unit_id.rpartition("#")  # an item id may hold "#"; a unit's suffix never does
+        if self._by_id is None:
+            self._by_id = {item.id: k for k, item in enumerate(self._items)}
+        k = self._by_id.get(item_id) if sep else None
+        if k is None:
+            return None
+        start, units = self._units_of(k)
+        return next((start + n for n, u in enumerate(units) if u.unit_id == unit_id), None)
 
     def __iter__(self) -> Iterator[Unit]:
         for item, layout in zip(self._items, self._layouts, strict=True):

@@ -39,10 +39,9 @@ def replay_journal(prep: Prepared, run_dir: Path, spool: OutcomeSpool, misses: l
 
 
 def _replay(prep: Prepared, run_dir: Path, spool: OutcomeSpool, todo: set[int], retry_failed: bool) -> set[int]:
-    index = {u.unit_id: i for i, u in enumerate(prep.units)}
     answered: set[int] = set()
     for rec in iter_journal(run_dir):
-        i = index.get(rec["unit_id"])
+        i = prep.units.index_of(rec["unit_id"])
         if i is None or prep.is_pending(i):
             continue
         attempt = int(rec.get("attempt") or 0)
@@ -96,10 +95,9 @@ def carry_attempts(
     """Start the units that an earlier run of this very config asked again (unit id → attempt)
     at that attempt, with the earlier replies the cache still holds as their history: running a
     cell again must not bring back the failed replies its re-asks replaced."""
-    index = {u.unit_id: i for i, u in enumerate(prep.units)}
     use = cache is not None and prep.backend.cacheable
     for unit_id, attempt in attempts.items():
-        i = index.get(unit_id)
+        i = prep.units.index_of(unit_id)
         if i is None or attempt <= prep.attempts.get(i, 0) or prep.is_pending(i):
             continue
         while prep.attempts.get(i, 0) < attempt:
