@@ -112,7 +112,7 @@ from pathlib import Path
 from dialbgm.calls.backends import _litellm
 from dialbgm.config._workspace import find_workspace
 import dialbgm.calls as calls
-from dialbgm.run import _runner
+from dialbgm.run import run_eval
 if not {lean!r}:  # the baseline: litellm's per-call pricing and success logging left on
     _litellm.install = lambda litellm: ()
 _litellm.import_litellm()  # seconds of CPU once per process: not part of any call
@@ -126,7 +126,7 @@ def timed(*a, **k):
         fill["wall"], fill["cpu"] = time.perf_counter() - t0, time.process_time() - c0
 calls.run_calls = timed  # run/_execute imports it from the face when a unit needs a call
 t0, c0 = time.perf_counter(), time.process_time()
-r = _runner.run_eval(find_workspace(), "openai-compatible", Path({data!r}), out_dir=Path({out!r}),
+r = run_eval(find_workspace(), "openai-compatible", Path({data!r}), out_dir=Path({out!r}),
                      overrides={{"api_base": {url!r}}}, provider_overrides={{"concurrency": {conc}}}, force=True)
 print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
                   "fill_wall": fill["wall"], "fill_cpu": fill["cpu"],

@@ -39,7 +39,7 @@ from dialbgm.metrics._bias import (
     top1_by_position,
 )
 from dialbgm.metrics._exact import ExactSum
-from dialbgm.run._runner import prepare
+from dialbgm.run._prepare import prepare
 from dialbgm.run._scoring import UnitTally, bias_diagnostics
 
 # --- the whole-list references -------------------------------------------------------------

@@ -58,6 +58,25 @@ def analyse_cells(
     seed: int = 0,
     by_content: bool = False,
 ) -> dict[str, Any]:
+    from dialbgm.metrics import one_blas_thread
+
+    with one_blas_thread():
+        return _analysed(
+            path, spec, cells, ws=ws, n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content
+        )
+
+
+def _analysed(
+    path: Path,
+    spec: dict[str, Any] | None,
+    cells: list[CellData],
+    *,
+    ws: Any,
+    n_flips: int,
+    n_resamples: int,
+    seed: int,
+    by_content: bool,
+) -> dict[str, Any]:
     from dialbgm.config import PriceTable, load_prices
 
     by_id = {c.cell_id: c for c in cells}

@@ -42,7 +42,10 @@ def diff_runs(
                     "hit_at_1_b": ok_b[item_id]["metrics"]["hit_at_1"],
                 }
             )
-    comp = compare_pair(a, b, n_flips=n_flips, seed=seed, by_content=by_content)
+    from dialbgm.metrics import one_blas_thread
+
+    with one_blas_thread():
+        comp = compare_pair(a, b, n_flips=n_flips, seed=seed, by_content=by_content)
     family = adjust_family([comp])
     return {
         "run_a": str(run_a),

@@ -25,6 +25,7 @@ __all__ = [
     "is_competition_ranking",
     "item_metrics",
     "n_groups",
+    "one_blas_thread",
     "paired_compare",
     "position_consistency",
     "summarize",
@@ -51,6 +52,7 @@ _WHERE = {
     "is_competition_ranking": "._ranking",
     "item_metrics": "._agreement",
     "n_groups": "._agreement",
+    "one_blas_thread": "._threads",
     "paired_compare": "._paired",
     "position_consistency": "._bias",
     "summarize": "._agreement",
@@ -80,5 +82,6 @@ if TYPE_CHECKING:
         has_ties,
         is_competition_ranking,
     )
+    from dialbgm.metrics._threads import one_blas_thread
 
 __getattr__ = exports(__name__, _WHERE)

@@ -75,6 +75,7 @@ SCORING_MODULES = (
     "dialbgm.metrics._exact",
     "dialbgm.metrics._methods",
     "dialbgm.metrics._ranking",
+    "dialbgm.metrics._threads",
     "dialbgm.run._scoring",
 )
 """The modules that turn a cached reply into scores, item metrics and run metrics (a test keeps

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from dialbgm.calls import OutcomeSpool, UnitOutcome
 from dialbgm.config import JudgeConfig, Workspace
 from dialbgm.errors import ResultsError
 from dialbgm.judging import PARSER_VERSION, Parsed, Response, labels_for, parse_reply
+from dialbgm.metrics import one_blas_thread
 from dialbgm.run._folders import git_state, package_versions
 from dialbgm.run._identity import RunIdentity
 from dialbgm.run._prepare import Prepared
@@ -209,20 +208,3 @@ def finish(
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))
     return RunResult(out_dir, metrics, manifest, errors.most_common(1)[0][0] if errors else None)
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """The run's statistics on one BLAS thread: their matrix products are small, and OpenBLAS's
-    worker threads would spin on the other cores after them (measured: half the bootstrap's CPU
-    time, the same numbers). Only when threadpoolctl is installed; the environment is left alone,
-    so a local model server started later keeps its own threads."""
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    except ImportError:
-        yield
-        return
-    import numpy  # noqa: F401  (loaded first: the limit applies to the libraries loaded when it is set)
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
