@@ -94,6 +94,11 @@ def test_success_logging_is_skipped_for_judge_calls_unless_a_callback_wants_it(
         real(**kwargs)
 
     monkeypatch.setattr(litellm_utils, "_schedule_async_success_logging", spy)
+    for name in ("callbacks", "success_callback", "_async_success_callback", "input_callback"):
+        monkeypatch.setattr(litellm, name, [])
+    # litellm lists its own response cache as a callback once any of its modules makes a Cache.
+    monkeypatch.setattr(litellm, "success_callback", ["cache"])
+    monkeypatch.setattr(litellm, "_async_success_callback", ["cache"])
     _judge_ask(litellm, server.base_url)
     assert scheduled == []
     _ask(litellm, server.base_url)

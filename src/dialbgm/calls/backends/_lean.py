@@ -76,7 +76,9 @@ def install(litellm: Any) -> tuple[str, ...]:
     import importlib
 
     def no_callbacks() -> bool:
-        return not any(getattr(litellm, name, None) for name in _CALLBACK_LISTS)
+        # "cache" is litellm's own response cache, which litellm lists there itself once any of its
+        # modules makes a Cache (a Gemini call does): a judge call has no use for it.
+        return not any(c != "cache" for name in _CALLBACK_LISTS for c in getattr(litellm, name, None) or ())
 
     def skip_logging() -> bool:
         return _IN_JUDGE_CALL.get() and no_callbacks()
