@@ -58,48 +58,31 @@ def analyse_cells(
     seed: int = 0,
     by_content: bool = False,
 ) -> dict[str, Any]:
+    from dialbgm.config import PriceTable, load_prices
     from dialbgm.metrics import one_blas_thread
 
     with one_blas_thread():
-        return _analysed(
-            path, spec, cells, ws=ws, n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content
-        )
-
-
-def _analysed(
-    path: Path,
-    spec: dict[str, Any] | None,
-    cells: list[CellData],
-    *,
-    ws: Any,
-    n_flips: int,
-    n_resamples: int,
-    seed: int,
-    by_content: bool,
-) -> dict[str, Any]:
-    from dialbgm.config import PriceTable, load_prices
-
-    by_id = {c.cell_id: c for c in cells}
-    pairs = [tuple(p) for p in spec["comparisons"]] if spec else []
-    comps = [
-        compare_pair(by_id[a], by_id[b], n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content)
-        for a, b in pairs
-    ]
-    family = adjust_family(comps)
-    prices = load_prices(ws) if ws is not None else PriceTable("none", "-", None)
-    return {
-        "folder": str(path),
-        "experiment": spec,
-        "leaderboard": leaderboard(cells),
-        "comparisons": comps,
-        "family": family,
-        "agreement": agreement(cells, by_content=by_content),
-        "data": data_files(cells),
-        "pair_by_content": by_content,
-        "bias": bias_table(cells),
-        "cost": cost(cells, prices),
-        "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
-    }
+        by_id = {c.cell_id: c for c in cells}
+        pairs = [tuple(p) for p in spec["comparisons"]] if spec else []
+        comps = [
+            compare_pair(by_id[a], by_id[b], n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content)
+            for a, b in pairs
+        ]
+        family = adjust_family(comps)
+        prices = load_prices(ws) if ws is not None else PriceTable("none", "-", None)
+        return {
+            "folder": str(path),
+            "experiment": spec,
+            "leaderboard": leaderboard(cells),
+            "comparisons": comps,
+            "family": family,
+            "agreement": agreement(cells, by_content=by_content),
+            "data": data_files(cells),
+            "pair_by_content": by_content,
+            "bias": bias_table(cells),
+            "cost": cost(cells, prices),
+            "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
+        }
 
 
 def data_files(cells: list[CellData]) -> list[dict[str, Any]]:
