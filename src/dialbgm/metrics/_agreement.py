@@ -168,6 +168,19 @@ def resample_counts(n: int, n_resamples: int, seed: int) -> tuple[tuple[int, Any
     return tuple(blocks)
 
 
+def _weighted_sums(counts: Any, data: Any) -> Any:
+    """``counts @ data.T`` (resamples × columns), summed by numpy rather than BLAS.
+
+    A BLAS product rounds according to the kernel the CPU selects (AVX2 and AVX-512 machines
+    differ in the 16th digit), so intervals would depend on the machine; numpy's pairwise sum over
+    a contiguous row is the same order of additions on every CPU, and so are its digits.
+    """
+    import numpy as np
+
+    out: Any = np.multiply(counts[:, None, :], data[None, :, :]).sum(axis=2)
+    return out
+
+
 def bootstrap_means(
     columns: Sequence[Sequence[float]],
     *,
@@ -199,7 +212,7 @@ def bootstrap_means(
         return [Estimate(float(m), float(m), float(m)) for m in means]
     boot = np.empty((k, n_resamples))
     for start, counts in resample_counts(n, n_resamples, seed):
-        boot[:, start : start + counts.shape[0]] = (counts @ data.T).T / n
+        boot[:, start : start + counts.shape[0]] = _weighted_sums(counts, data).T / n
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)
     return [Estimate(float(m), float(a), float(b)) for m, a, b in zip(means, lo, hi, strict=True)]
@@ -219,7 +232,9 @@ def _cluster_bootstrap(
     boot = np.empty((data.shape[0], n_resamples))
     for start, counts in resample_counts(n_g, n_resamples, seed):
         # A resample's mean: the items of its groups (a group drawn twice counts twice) over their number.
-        boot[:, start : start + counts.shape[0]] = (counts @ sums.T).T / (counts @ sizes)
+        boot[:, start : start + counts.shape[0]] = (
+            _weighted_sums(counts, sums).T / _weighted_sums(counts, sizes[None, :])[:, 0]
+        )
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)
     return [Estimate(float(m), float(a), float(b)) for m, a, b in zip(means, lo, hi, strict=True)]
