@@ -144,3 +144,44 @@ def test_text_from_data_and_replies_shows_as_text(
         assert page.input_value("input[name=q]") == '"><script>window.__pwned=4</script>'
         assert page.evaluate("window.__pwned") is None
     assert page.errors == []
+
+
+def test_an_audio_judges_item_plays_the_clips_as_the_judge_was_sent_them(
+    workspace: Workspace, rendered_clips: Path, tmp_path: Path, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from tests.support.scripted_server import ScriptedOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
+    data = audio_data(tmp_path / "d", rendered_clips, 2)
+    with ScriptedOpenAIServer() as server:
+        run = off_the_browser_thread(
+            run_eval, workspace, "gpt-4o-audio", data, out_dir=workspace.results_dir / "heard",
+            overrides={"api_base": server.base_url},
+        ).out_dir  # fmt: skip
+    clips = [json.loads(x) for x in (run / "clips.jsonl").read_text().splitlines()]
+    assert len(clips) == 8 and {c["format"] for c in clips} == {"wav"}  # what gpt-4o-audio takes
+    # A clip whose source is not a wav, so that the two files can be told apart.
+    first = next(c for c in clips if not c["source"].endswith(".wav"))
+    blob = workspace.audio_dir / "blobs" / first["sha256"][:2] / f"{first['sha256']}.wav"
+    source = Path(first["source"])
+    app = create_app(ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "index"))
+    with served(app) as base:
+        page.goto(f"{base}/run/heard/-/item?id={first['item_id']}")
+        page.wait_for_selector("#candidates")
+        row = page.locator(f'tr[data-candidate="{first["candidate"]}"]')
+        assert "as sent to the judge" in row.inner_text()
+        el = row.locator("audio")
+        el.evaluate("e => e.readyState >= 1 || new Promise(ok => e.addEventListener('loadedmetadata', ok))")
+        assert el.evaluate("e => e.duration") == pytest.approx(first["duration_s"], abs=0.05)
+        got = page.request.get(base + str(el.get_attribute("src")))
+        assert got.headers["content-type"] == "audio/wav" and got.body() == blob.read_bytes()
+        assert hashlib.sha256(got.body()).hexdigest() == first["sha256"]
+        # A prepared clip that no longer matches its hash is not played: the source file is.
+        blob.write_bytes(blob.read_bytes()[:-100])
+        page.reload()
+        assert "source file" in page.locator(f'tr[data-candidate="{first["candidate"]}"]').inner_text()
+        src = page.locator(f'tr[data-candidate="{first["candidate"]}"] audio').get_attribute("src")
+        assert page.request.get(base + str(src)).body() == source.read_bytes()
+    assert page.errors == []
