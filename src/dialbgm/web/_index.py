@@ -266,3 +266,13 @@ def jsonl_ranges(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
                     raise ResultsError(f"{path}:{lineno}: expected a JSON object per line")
                 yield off, n, row
             off += n
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """Each non-blank line of a JSON-lines file as bytes, with its byte offset and length."""
+    off = 0
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield off, len(line), line
+            off += len(line)
