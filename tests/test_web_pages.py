@@ -124,3 +124,19 @@ def test_pages_of_the_item_list_keep_the_filters(workspace: Workspace, tmp_path:
             path = html.unescape(nxt[0]).split("#")[0]
             assert "q=near" in path and "sort=item_id" in path and "desc=1" in path
     assert seen == [f"g{i:04d}" for i in reversed(range(130))]
+
+
+def test_a_run_with_only_the_core_fields_still_renders(workspace: Workspace, tmp_path: Path) -> None:
+    """Fields added over time (bias, first judgement, counts, tokens, clips...) may be absent."""
+    run = run_eval(workspace, "random", workspace.sample_data, out_dir=workspace.results_dir / "lean", limit=3).out_dir
+    manifest = json.loads((run / "manifest.json").read_text())
+    keep = {"config", "dataset"}
+    (run / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k in keep}))
+    metrics = json.loads((run / "metrics.json").read_text())
+    keep = {*METRICS, "n_items", "ci95", "chance"}
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k in keep}))
+    app = create_app(ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "idx"))
+    with served(app) as base:
+        assert 'data-run="lean"' in page(base, "/")
+        assert section(page(base, "/run/lean"), "item-count") == "3 item(s)"
+        assert "s001" in page(base, "/run/lean/-/item?id=s001")
