@@ -139,4 +139,8 @@ def test_a_run_with_only_the_core_fields_still_renders(workspace: Workspace, tmp
     with served(app) as base:
         assert 'data-run="lean"' in page(base, "/")
         assert section(page(base, "/run/lean"), "item-count") == "3 item(s)"
-        assert "s001" in page(base, "/run/lean/-/item?id=s001")
+        body = page(base, "/run/lean/-/item?id=s002")
+        assert re.findall(r'<a rel="(prev|next)" href="([^"]+)"', body) == [
+            ("prev", "/run/lean/-/item?id=s001"),
+            ("next", "/run/lean/-/item?id=s003"),
+        ]
