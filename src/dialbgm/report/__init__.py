@@ -8,18 +8,21 @@ from dialbgm._lazy import exports
 
 __all__ = [
     "LABELS",
+    "print_human",
     "print_run",
     "write_report_checked",
 ]
 
 _WHERE = {
     "LABELS": "._format",
+    "print_human": "._human",
     "print_run": "._terminal",
     "write_report_checked": "._write",
 }
 
 if TYPE_CHECKING:
     from dialbgm.report._format import LABELS
+    from dialbgm.report._human import print_human
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
 
