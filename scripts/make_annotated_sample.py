@@ -40,7 +40,8 @@ def main() -> None:
                 if len(set(scores)) > 1:
                     break
             ranks = competition(scores)
-            annotations.append({"annotator": a, "ranks": {c["id"]: r for c, r in zip(item["candidates"], ranks)}})
+            by_id = {c["id"]: r for c, r in zip(item["candidates"], ranks, strict=True)}
+            annotations.append({"annotator": a, "ranks": by_id})
         item["annotations"] = annotations
         if k >= 20:
             item["consensus"] = "kemeny"

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
 
 
 def agreement(
-    source: Annotated[str, typer.Argument(metavar="DATA_OR_CAMPAIGN", help="A data file with annotations, or a campaign.")],
+    source: Annotated[
+        str, typer.Argument(metavar="DATA_OR_CAMPAIGN", help="A data file with annotations, or a campaign.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print every figure as JSON.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write every figure as JSON into this file.")] = None,
 ) -> None:
@@ -97,7 +99,7 @@ def print_agreement(r: dict[str, Any]) -> None:
     console.print(
         f"Kendall's W (mean over {w['n_items']} items, ties corrected): {_f(w['w'])} 95% CI {_ci(w)}"
         + (f"; Friedman chi2 = {fr['chi2']:.2f}, df = {fr['df']}, p = {fr['p_value']:.3g}" if fr else "")
-        + (f"; undefined on {w['n_items_undefined']} items (every annotator tied all)" if w["n_items_undefined"] else "")
+        + (f"; undefined on {w['n_items_undefined']} items (all tied)" if w["n_items_undefined"] else "")
     )
     console.print(
         f"Krippendorff's alpha (ordinal, {a['n_units']} units, {a['n_values']} pairable values): "
@@ -130,4 +132,7 @@ def print_agreement(r: dict[str, Any]) -> None:
         table.add_row(who, str(row["n_items"]), *(_f(row["metrics"][m]["mean"]) for m in METRICS))
     console.print(table)
     if h["n_left_out"]:
-        console.print(f"{h['n_left_out']} of {h['n_pairs']} (annotator, item) pairs left out: the others' consensus ties every clip")
+        console.print(
+            f"{h['n_left_out']} of {h['n_pairs']} (annotator, item) pairs left out: "
+            "the others' consensus ties every clip"
+        )

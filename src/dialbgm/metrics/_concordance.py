@@ -173,7 +173,7 @@ def krippendorff_alpha(
     out: dict[str, Any] = {
         "n_items": len(multi),
         "n_units": int(sum(len(it.ranks[0]) for it in multi)),
-        "n_values": int(round(float(per.sum()))),
+        "n_values": round(float(per.sum())),
     }
     if math.isnan(point):
         out.update(alpha=None, ci_low=None, ci_high=None)
@@ -209,13 +209,12 @@ def pairwise_tau(items: Sequence[AnnotatedItem]) -> dict[str, Any]:
             for b in order[x + 1 :]:
                 tau = kendall_tau_b([float(v) for v in it.ranks[a]], [float(v) for v in it.ranks[b]])
                 per_pair.setdefault((it.annotators[a], it.annotators[b]), []).append(tau)
-    pairs = [
-        {"a": a, "b": b, "n_items": len(v), "mean_tau_b": math.fsum(v) / len(v)} for (a, b), v in sorted(per_pair.items())
-    ]
+    means = {k: math.fsum(v) / len(v) for k, v in sorted(per_pair.items())}
+    pairs = [{"a": a, "b": b, "n_items": len(per_pair[a, b]), "mean_tau_b": t} for (a, b), t in means.items()]
     every = [t for v in per_pair.values() for t in v]
     return {
         "pairs": pairs,
-        "mean_over_pairs": math.fsum(p["mean_tau_b"] for p in pairs) / len(pairs),
+        "mean_over_pairs": math.fsum(means.values()) / len(means),
         "mean_over_item_pairs": math.fsum(every) / len(every),
         "n_item_pairs": len(every),
     }

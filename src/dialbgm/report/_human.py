@@ -58,6 +58,10 @@ def human_html(human: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
+def _md_estimate(e: dict[str, Any]) -> str:
+    return f"{_num(e['mean'])} [{_num(e['ci_low'])}, {_num(e['ci_high'])}]"
+
+
 def human_md(human: dict[str, Any] | None) -> list[str]:
     if not human:
         return []
@@ -71,17 +75,15 @@ def human_md(human: dict[str, Any] | None) -> list[str]:
         "| row | items | " + " | ".join(MD_LABELS[m] for m in METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
         f"| **human (ceiling)** | {row['n_items']} | "
-        + " | ".join(
-            f"{_num(row['metrics'][m]['mean'])} [{_num(row['metrics'][m]['ci_low'])}, {_num(row['metrics'][m]['ci_high'])}]"
-            for m in METRICS
-        )
+        + " | ".join(_md_estimate(row["metrics"][m]) for m in METRICS)
         + " |",
     ]
     for c in human["comparisons"]:
         lines.append(
             f"| {_md(c['b'])} (of ceiling) | {c['n_common']} | "
             + " | ".join(
-                f"{_fraction(c['fraction_of_ceiling'][m])} (Δ {_delta(c['metrics'][m])}, p {_p(c['metrics'][m].get('p_holm'))})"
+                f"{_fraction(c['fraction_of_ceiling'][m])} (Δ {_delta(c['metrics'][m])}, "
+                f"p {_p(c['metrics'][m].get('p_holm'))})"
                 for m in METRICS
             )
             + " |"
