@@ -168,7 +168,7 @@ def resample_counts(n: int, n_resamples: int, seed: int) -> tuple[tuple[int, Any
     return tuple(blocks)
 
 
-def _weighted_sums(counts: Any, data: Any) -> Any:
+def weighted_sums(counts: Any, data: Any) -> Any:
     """``counts @ data.T`` (resamples × columns), summed by numpy rather than BLAS.
 
     A BLAS product rounds according to the kernel the CPU selects (AVX2 and AVX-512 machines
@@ -177,7 +177,11 @@ def _weighted_sums(counts: Any, data: Any) -> Any:
     """
     import numpy as np
 
-    out: Any = np.multiply(counts[:, None, :], data[None, :, :]).sum(axis=2)
+    b, (k, n) = counts.shape[0], data.shape
+    out: Any = np.empty((b, k))
+    step = max(1, 1_000_000 // max(1, k * n))  # rows per product: at most ~8 MB of temporaries
+    for r in range(0, b, step):
+        out[r : r + step] = np.multiply(counts[r : r + step, None, :], data[None, :, :]).sum(axis=2)
     return out
 
 
@@ -212,7 +216,7 @@ def bootstrap_means(
         return [Estimate(float(m), float(m), float(m)) for m in means]
     boot = np.empty((k, n_resamples))
     for start, counts in resample_counts(n, n_resamples, seed):
-        boot[:, start : start + counts.shape[0]] = _weighted_sums(counts, data).T / n
+        boot[:, start : start + counts.shape[0]] = weighted_sums(counts, data).T / n
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)
     return [Estimate(float(m), float(a), float(b)) for m, a, b in zip(means, lo, hi, strict=True)]
@@ -233,7 +237,7 @@ def _cluster_bootstrap(
     for start, counts in resample_counts(n_g, n_resamples, seed):
         # A resample's mean: the items of its groups (a group drawn twice counts twice) over their number.
         boot[:, start : start + counts.shape[0]] = (
-            _weighted_sums(counts, sums).T / _weighted_sums(counts, sizes[None, :])[:, 0]
+            weighted_sums(counts, sums).T / weighted_sums(counts, sizes[None, :])[:, 0]
         )
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=1)

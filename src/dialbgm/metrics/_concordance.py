@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dialbgm.metrics._agreement import bootstrap_means, group_index, kendall_tau_b, resample_counts
+from dialbgm.metrics._agreement import bootstrap_means, group_index, kendall_tau_b, resample_counts, weighted_sums
 from dialbgm.metrics._bias import chi2_sf
 
 
@@ -191,7 +191,8 @@ def krippendorff_alpha(
     flat = per.reshape(units, -1)
     boot = np.empty(n_resamples)
     for start, counts in resample_counts(units, n_resamples, seed):
-        o = (counts @ flat).reshape(counts.shape[0], *per.shape[1:])
+        # Not ``counts @ flat``: a BLAS product's last digit depends on the CPU (weighted_sums).
+        o = weighted_sums(counts, flat.T).reshape(counts.shape[0], *per.shape[1:])
         boot[start : start + counts.shape[0]] = _alpha_of(o)
     boot = boot[~np.isnan(boot)]
     a = (1 - confidence) / 2
