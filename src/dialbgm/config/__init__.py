@@ -10,14 +10,18 @@ from dialbgm._lazy import exports
 __all__ = [
     "CRITERIA_FILE",
     "JUDGE",
+    "RATE_KINDS",
     "TASK_FILE",
     "TEMPLATE_FILES",
     "Cell",
+    "Charge",
     "Experiment",
     "ExperimentError",
     "JudgeConfig",
+    "Price",
     "PriceTable",
     "ProviderConfig",
+    "RateKind",
     "TaskInfo",
     "Workspace",
     "builtin_root",
@@ -45,14 +49,18 @@ __all__ = [
 _WHERE = {
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
+    "RATE_KINDS": "._prices",
     "TASK_FILE": "._criteria",
     "TEMPLATE_FILES": "._criteria",
     "Cell": "._experiment",
+    "Charge": "._prices",
     "Experiment": "._experiment",
     "ExperimentError": "._experiment",
     "JudgeConfig": "._models",
+    "Price": "._prices",
     "PriceTable": "._prices",
     "ProviderConfig": "._models",
+    "RateKind": "._prices",
     "TaskInfo": "._criteria",
     "Workspace": "._workspace",
     "builtin_root": "._workspace",
@@ -101,7 +109,7 @@ if TYPE_CHECKING:
         resolve_experiment_path,
     )
     from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
-    from dialbgm.config._prices import PriceTable, load_prices
+    from dialbgm.config._prices import RATE_KINDS, Charge, Price, PriceTable, RateKind, load_prices
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace
 
