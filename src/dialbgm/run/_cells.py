@@ -78,7 +78,7 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
 
     prices = load_prices(ws)
     states = [cell_state(ws, exp, cell) for cell in exp.cells]
-    cache = ResponseCache(ws.cache_dir)
+    cache = ResponseCache.for_workspace(ws)
     plans: list[CellPlan] = []
     summary_keys: set[str] = set()
     try:

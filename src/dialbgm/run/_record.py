@@ -200,6 +200,11 @@ def finish(
         },
         "tokens": dict(tally.tokens),
     }
+    if "cache_not_stored" in extra_counts:  # a shared cache, or answers the cache could not take
+        manifest["cache"] = {
+            "backend": "redis" if extra_counts.get("cache_shared") else "diskcache",
+            "not_stored": extra_counts["cache_not_stored"],
+        }
     if prep.warnings:
         manifest["warnings"] = prep.warnings
     if prep.summaries:
