@@ -19,11 +19,13 @@ __all__ = [
     "ExperimentError",
     "JudgeConfig",
     "Price",
+    "PriceMode",
     "PriceTable",
     "ProviderConfig",
     "RateKind",
     "TaskInfo",
     "Workspace",
+    "add_unit_tokens",
     "builtin_root",
     "cell_id",
     "check_recordable",
@@ -38,6 +40,7 @@ __all__ = [
     "load_provider",
     "parse_experiment",
     "parse_overrides",
+    "price_tokens",
     "read_task",
     "read_template_criteria",
     "require_key",
@@ -58,11 +61,13 @@ _WHERE = {
     "ExperimentError": "._experiment",
     "JudgeConfig": "._models",
     "Price": "._prices",
+    "PriceMode": "._prices",
     "PriceTable": "._prices",
     "ProviderConfig": "._models",
     "RateKind": "._prices",
     "TaskInfo": "._criteria",
     "Workspace": "._workspace",
+    "add_unit_tokens": "._prices",
     "builtin_root": "._workspace",
     "cell_id": "._experiment",
     "check_recordable": "._config",
@@ -77,6 +82,7 @@ _WHERE = {
     "load_provider": "._config",
     "parse_experiment": "._experiment",
     "parse_overrides": "._config",
+    "price_tokens": "._prices",
     "read_task": "._criteria",
     "read_template_criteria": "._criteria",
     "require_key": "._checks",
@@ -109,7 +115,17 @@ if TYPE_CHECKING:
         resolve_experiment_path,
     )
     from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
-    from dialbgm.config._prices import RATE_KINDS, Charge, Price, PriceTable, RateKind, load_prices
+    from dialbgm.config._prices import (
+        RATE_KINDS,
+        Charge,
+        Price,
+        PriceMode,
+        PriceTable,
+        RateKind,
+        add_unit_tokens,
+        load_prices,
+        price_tokens,
+    )
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace
 

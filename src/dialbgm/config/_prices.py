@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ RateKind = Literal[
 ]
 RATE_KINDS: tuple[RateKind, ...] = get_args(RateKind)
 Mode = Literal["online", "batch"]
+PriceMode = Mode
+"""How calls are sent, for pricing: online, or through a provider's batch API."""
 MODE_KINDS: dict[Mode, tuple[RateKind, RateKind, RateKind, RateKind]] = {
     "online": ("input", "output", "cached_input", "cache_write"),
     "batch": ("batch_input", "batch_output", "batch_cached_input", "batch_cache_write"),
@@ -125,6 +128,75 @@ class Price:
             input_tokens, output_tokens, cached_tokens=cached_tokens, cache_write_tokens=cache_write_tokens, mode=mode
         )
         return None if parts is None else sum(c.usd for c in parts)
+
+
+_FIELDS = {"prompt_tokens": "in", "completion_tokens": "out", "cached_tokens": "cached", "cache_write_tokens": "write"}
+
+
+def add_unit_tokens(tok: Counter[str], unit: Mapping[str, Any]) -> None:
+    """Add one unit row's tokens to ``tok`` by (hit | paid | batch) × (in | out | cached | write):
+    ``paid`` went online, ``batch`` through a provider's batch API (a unit with ``"mode":
+    "batch"``), ``hit`` came from the response cache. A unit asked again paid for its earlier
+    replies too (they are kept in its ``attempts_history``)."""
+    for reply in [unit, *(unit.get("attempts_history") or [])]:
+        usage = reply.get("usage") or {}
+        where = "hit" if reply.get("cache_hit") else "batch" if reply.get("mode") == "batch" else "paid"
+        for name, short in _FIELDS.items():
+            tok[f"{where}_{short}"] += int(usage.get(name) or 0)
+
+
+def price_tokens(price: Price, tok: Counter[str]) -> dict[str, Any]:
+    """What tokens (counted by :func:`add_unit_tokens`) cost, and what was saved by each cause:
+    the response cache (hits priced online), the batch discount and prompt-prefix caching. None
+    where the table cannot say."""
+
+    def at(where: str, mode: Mode, caching: bool = True) -> float | None:
+        cached = tok[f"{where}_cached"] if caching else 0
+        written = tok[f"{where}_write"] if caching else 0
+        usd: float | None = price.cost(
+            tok[f"{where}_in"], tok[f"{where}_out"], cached_tokens=cached, cache_write_tokens=written, mode=mode
+        )
+        return usd
+
+    charges: dict[str, list[float]] = {}
+    modes: tuple[tuple[str, Mode], ...] = (("paid", "online"), ("batch", "batch"))
+    for where, mode in modes:
+        parts = price.charges(
+            tok[f"{where}_in"],
+            tok[f"{where}_out"],
+            cached_tokens=tok[f"{where}_cached"],
+            cache_write_tokens=tok[f"{where}_write"],
+            mode=mode,
+        )
+        for c in parts or []:
+            if c.tokens:
+                t, usd = charges.get(c.kind, [0.0, 0.0])
+                charges[c.kind] = [t + c.tokens, usd + c.usd]
+    sent_batch = bool(tok["batch_in"] or tok["batch_out"])
+    online, batch = at("paid", "online"), at("batch", "batch") if sent_batch else 0.0
+    paid = _add(online, batch)
+    avoided = at("hit", "online", caching=False)
+    # Cache writes (Anthropic's markers) cost more than plain input: this saving can be negative.
+    prefix: float | None = 0.0
+    for w, m in modes:
+        if tok[f"{w}_cached"] or tok[f"{w}_write"]:
+            prefix = _add(prefix, _sub(at(w, m, caching=False), at(w, m)))
+    return {
+        "cost_usd": _add(paid, avoided),
+        "cost_this_run_usd": paid,
+        "cost_avoided_usd": avoided,
+        "saved_batch_usd": _sub(at("batch", "online"), batch) if sent_batch else 0.0,
+        "saved_prefix_cache_usd": prefix,
+        "charges": [{"rate": k, "tokens": int(v[0]), "usd": v[1]} for k, v in sorted(charges.items())],
+    }
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,174 @@
+"""Prompt-prefix caching and cost: the provider's cached-token counts are recorded per unit and in
+the manifest, priced at the cached rate, and reported with what each cause saved; dry-runs show
+the cost online and as a batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dialbgm.config import Workspace, add_unit_tokens, load_prices, price_tokens
+from dialbgm.run import run_eval
+from tests.support.scripted_server import Reply, ScriptedOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCORES = '{"scores": {"A": 9, "B": 2, "C": 5, "D": 7}}'
+
+
+def _reply_with_cache(body: dict[str, Any], n: int) -> Reply:
+    # OpenAI's usage with automatic prompt caching: the first call writes the prefix, later ones read it.
+    cached = 0 if n == 1 else 1024
+    usage = {
+        "prompt_tokens": 1500,
+        "completion_tokens": 20,
+        "total_tokens": 1520,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+    }
+    return Reply(
+        body={
+            "id": f"c{n}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "gpt-5"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": SCORES}}],
+            "usage": usage,
+        }
+    )
+
+
+def test_cached_tokens_are_recorded_priced_and_reported(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
+    (workspace.root / "prices").mkdir(exist_ok=True)
+    (workspace.root / "prices" / "prices.toml").write_text((ROOT / "prices" / "prices.toml").read_text())
+    with ScriptedOpenAIServer(_reply_with_cache) as server:
+        res = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "run",
+            limit=5,
+            overrides={"api_base": server.base_url, "model": "gpt-4o"},
+        )
+    units = [json.loads(ln) for ln in (res.out_dir / "units.jsonl").read_text().splitlines()]
+    assert sorted(u["usage"].get("cached_tokens", 0) for u in units) == [0, 1024, 1024, 1024, 1024]
+    m = res.manifest
+    assert m["tokens"]["cached_tokens"] == 4 * 1024 and m["tokens"]["prompt_tokens"] == 5 * 1500
+    cost = m["cost"]
+    assert cost["priced"] and cost["prices"] == "prices v2 (2026-12-02)"
+    charges = {c["rate"]: (c["tokens"], c["usd"]) for c in cost["charges"]}
+    # gpt-4o: input $2.50, cached input $1.25, output $10 per 1M tokens.
+    assert charges == {
+        "input": (5 * 1500 - 4096, pytest.approx((5 * 1500 - 4096) * 2.5e-6)),
+        "cached_input": (4096, pytest.approx(4096 * 1.25e-6)),
+        "output": (100, pytest.approx(100 * 10e-6)),
+    }
+    assert cost["saved_prefix_cache_usd"] == pytest.approx(4096 * (2.5 - 1.25) / 1e6)
+    assert cost["cost_this_run_usd"] == pytest.approx(sum(usd for _, usd in charges.values()))
+    assert cost["saved_batch_usd"] == 0.0 and cost["cost_avoided_usd"] == 0.0
+
+    # A re-run is served by the response cache: its manifest says what that avoided.
+    with ScriptedOpenAIServer(_reply_with_cache) as server2:
+        again = run_eval(
+            workspace,
+            "openai-compatible",
+            sample_path,
+            out_dir=tmp_path / "again",
+            limit=5,
+            overrides={"api_base": server.base_url, "model": "gpt-4o"},
+        )
+        assert server2.requests == []
+    assert again.manifest["cost"]["cost_this_run_usd"] == 0.0
+    assert again.manifest["cost"]["cost_avoided_usd"] == pytest.approx((5 * 1500 * 2.5 + 100 * 10) / 1e6)
+
+
+def test_batch_units_are_priced_at_batch_rates_and_the_discount_reported() -> None:
+    price = load_prices(Workspace(ROOT)).lookup("litellm", "gpt-5")
+    assert price is not None
+    from collections import Counter
+
+    tok: Counter[str] = Counter()
+    add_unit_tokens(tok, {"mode": "batch", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+    add_unit_tokens(tok, {"usage": {"prompt_tokens": 1000, "completion_tokens": 100, "cached_tokens": 800}})
+    add_unit_tokens(tok, {"cache_hit": True, "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+    got = price_tokens(price, tok)
+    batch = (1000 * 0.625 + 100 * 5) / 1e6
+    online = (200 * 1.25 + 800 * 0.125 + 100 * 10) / 1e6
+    assert got["cost_this_run_usd"] == pytest.approx(batch + online)
+    assert got["saved_batch_usd"] == pytest.approx((1000 * 1.25 + 100 * 10) / 1e6 - batch)
+    assert got["saved_prefix_cache_usd"] == pytest.approx(800 * (1.25 - 0.125) / 1e6)
+    assert got["cost_avoided_usd"] == pytest.approx((1000 * 1.25 + 100 * 10) / 1e6)
+    assert {c["rate"] for c in got["charges"]} == {"input", "cached_input", "output", "batch_input", "batch_output"}
+
+
+def test_litellm_usage_of_each_provider_gives_cached_and_written_tokens() -> None:
+    from litellm.types.utils import PromptTokensDetailsWrapper, Usage
+
+    from dialbgm.calls.backends._litellm_replies import _usage
+
+    openai = Usage(
+        prompt_tokens=1500,
+        completion_tokens=5,
+        total_tokens=1505,
+        prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=1024),
+    )
+    want = {"prompt_tokens": 1500, "completion_tokens": 5, "total_tokens": 1505, "cached_tokens": 1024}
+    assert _usage(openai) == want
+    # Anthropic, as litellm reports it: prompt_tokens counts the cache reads and writes in.
+    anthropic = Usage(
+        prompt_tokens=3000,
+        completion_tokens=5,
+        total_tokens=3005,
+        cache_read_input_tokens=1000,
+        cache_creation_input_tokens=1500,
+    )
+    got = _usage(anthropic)
+    assert (got["cached_tokens"], got["cache_write_tokens"]) == (1000, 1500)
+    plain = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15)
+    assert _usage(plain) == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def test_dry_run_of_eval_shows_the_cost_online_and_as_a_batch(workspace: Workspace) -> None:
+    from dialbgm.cli._app import app
+
+    (workspace.root / "prices").mkdir(exist_ok=True)
+    (workspace.root / "prices" / "prices.toml").write_text((ROOT / "prices" / "prices.toml").read_text())
+    out = CliRunner().invoke(app, ["eval", "--dry-run", "-j", "gpt-5", "--limit", "4"])
+    assert out.exit_code == 0, out.output
+    assert "as batch (est.)" in out.output and "nothing will be called" in out.output
+    row = next(ln for ln in out.output.splitlines() if "gpt-5" in ln and "│" in ln)
+    online, batch = (float(x) for x in [c.strip().lstrip("$") for c in row.split("│") if c.strip()][-2:])
+    assert online > 0 and batch == pytest.approx(online / 2, abs=1e-4)  # gpt-5's batch rates are half
+    qwen = CliRunner().invoke(app, ["eval", "--dry-run", "-j", "qwen-omni", "--limit", "2"])
+    assert qwen.exit_code == 0, qwen.output
+    assert "unknown" in next(ln for ln in qwen.output.splitlines() if "qwen-omni-turbo" in ln)
+
+
+def test_reports_say_what_was_paid_at_which_rate_and_what_was_saved() -> None:
+    from dialbgm.report._format import cost_lines
+
+    rows = [
+        {
+            "priced": True,
+            "charges": [
+                {"rate": "input", "tokens": 1000, "usd": 0.0025},
+                {"rate": "cached_input", "tokens": 800, "usd": 0.001},
+            ],
+            "cost_avoided_usd": 0.5,
+            "saved_batch_usd": 0.25,
+            "saved_prefix_cache_usd": 0.001,
+        },
+        {"priced": True, "charges": [{"rate": "input", "tokens": 500, "usd": 0.00125}], "cost_avoided_usd": 0.0,
+         "saved_batch_usd": None, "saved_prefix_cache_usd": 0.0},
+        {"priced": False, "cost_avoided_usd": None},  # an unpriced cell is left out, not summed as 0
+    ]  # fmt: skip
+    assert cost_lines(rows) == [
+        "Paid by rate: cached_input 800 tokens $0.0010; input 1,500 tokens $0.0037.",
+        "Saved: response cache $0.5000; batch discount unknown; prompt-prefix caching $0.0010.",
+    ]
+    offline = [{"priced": True, "charges": [], "cost_avoided_usd": 0.0, "saved_batch_usd": 0.0}]
+    assert cost_lines(offline) == []
