@@ -151,7 +151,7 @@ def test_dry_run_of_eval_shows_the_cost_online_and_as_a_batch(workspace: Workspa
 def test_reports_say_what_was_paid_at_which_rate_and_what_was_saved() -> None:
     from dialbgm.report._format import cost_lines
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "priced": True,
             "charges": [
@@ -172,3 +172,85 @@ def test_reports_say_what_was_paid_at_which_rate_and_what_was_saved() -> None:
     ]
     offline = [{"priced": True, "charges": [], "cost_avoided_usd": 0.0, "saved_batch_usd": 0.0}]
     assert cost_lines(offline) == []
+
+
+def _anthropic_reply(body: dict[str, Any], n: int) -> Reply:
+    # Anthropic's Messages API reply: the first call writes the marked prefix, the next ones read it.
+    usage = {
+        "input_tokens": 200,
+        "output_tokens": 20,
+        "cache_creation_input_tokens": 1500 if n == 1 else 0,
+        "cache_read_input_tokens": 0 if n == 1 else 1500,
+    }
+    return Reply(
+        body={
+            "id": f"msg_{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-haiku-4-5",
+            "content": [{"type": "text", "text": SCORES}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    )
+
+
+def test_cache_markers_reach_anthropic_on_the_wire_and_are_priced(
+    workspace: Workspace, sample_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workspace.root / "prices").mkdir(exist_ok=True)
+    (workspace.root / "prices" / "prices.toml").write_text((ROOT / "prices" / "prices.toml").read_text())
+    (workspace.providers_dir / "anthropic.toml").write_text(
+        'kind = "litellm"\nroute = "anthropic"\napi_key_env = "ANTHROPIC_API_KEY"\nconcurrency = 1\n'
+        '[capabilities]\nstructured_output = "none"\n'
+    )
+    (workspace.judges_dir / "claude.toml").write_text(
+        'provider = "anthropic"\nmodel = "claude-haiku-4-5"\ncache_markers = true\n'
+        "[params]\ntemperature = 0.0\nmax_tokens = 256\n"
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with ScriptedOpenAIServer(_anthropic_reply) as server:
+        base = server.base_url.removesuffix("/v1")
+        res = run_eval(
+            workspace, "claude", sample_path, out_dir=tmp_path / "run", limit=2, overrides={"api_base": base}
+        )
+        plain = run_eval(
+            workspace,
+            "claude",
+            sample_path,
+            out_dir=tmp_path / "plain",
+            limit=2,
+            overrides={"api_base": base, "cache_markers": False},
+        )
+    assert server.paths == ["/v1/messages"] * 2  # the second run was served from the response cache
+    prep_messages = []
+    from dialbgm.run import render_item
+
+    for item in ("s001", "s002"):
+        prep, idx = render_item(workspace, "claude", sample_path, item, overrides={"api_base": base})
+        prep_messages.append(prep.request(idx[0]).messages)
+    for body, messages in zip(server.requests, prep_messages, strict=True):
+        system, user = messages[0]["content"], messages[1]["content"]
+        assert body == {
+            "model": "claude-haiku-4-5",
+            "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": user}]}],
+            "max_tokens": 256,
+            "temperature": 0.0,
+        }
+    # The markers are not part of the cache key: the run without them was answered from the cache.
+    assert plain.manifest["counts"]["cache_hits"] == 2
+    assert res.manifest["config_hash"] != plain.manifest["config_hash"]
+    cost = res.manifest["cost"]
+    charges = {c["rate"]: c["tokens"] for c in cost["charges"]}
+    assert charges == {"input": 400, "cache_write": 1500, "cached_input": 1500, "output": 40}
+    # haiku: input $1, cache write $1.25, cache read $0.10 per 1M: the write costs more, the read saves.
+    assert cost["saved_prefix_cache_usd"] == pytest.approx((1500 * (1.0 - 1.25) + 1500 * (1.0 - 0.10)) / 1e6)
+
+
+def test_cache_markers_are_refused_where_the_provider_caches_by_itself(workspace: Workspace, sample_path: Path) -> None:
+    from dialbgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cache_markers = true is for providers"):
+        run_eval(workspace, "gpt-4o", sample_path, limit=1, overrides={"cache_markers": True})
