@@ -254,3 +254,46 @@ def test_cache_markers_are_refused_where_the_provider_caches_by_itself(workspace
 
     with pytest.raises(ConfigError, match="cache_markers = true is for providers"):
         run_eval(workspace, "gpt-4o", sample_path, limit=1, overrides={"cache_markers": True})
+
+
+def _gemini_reply(body: dict[str, Any], n: int) -> Reply:
+    # Gemini's implicit caching: cachedContentTokenCount is part of promptTokenCount.
+    return Reply(
+        body={
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": SCORES}]}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 1400,
+                "candidatesTokenCount": 20,
+                "totalTokenCount": 1420,
+                "cachedContentTokenCount": 1100,
+            },
+            "modelVersion": "gemini-2.5-flash",
+        }
+    )
+
+
+def test_gemini_cached_content_tokens_are_recorded_and_priced(
+    workspace: Workspace, sample_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workspace.root / "prices").mkdir(exist_ok=True)
+    (workspace.root / "prices" / "prices.toml").write_text((ROOT / "prices" / "prices.toml").read_text())
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
+    with ScriptedOpenAIServer(_gemini_reply) as server:
+        res = run_eval(
+            workspace,
+            "gemini-2.5-flash",
+            sample_path,
+            out_dir=tmp_path / "g",
+            limit=2,
+            overrides={"api_base": server.base_url},
+        )
+    assert all(p.endswith("/models/gemini-2.5-flash:generateContent") for p in server.paths)
+    units = [json.loads(ln) for ln in (res.out_dir / "units.jsonl").read_text().splitlines()]
+    assert [u["usage"]["cached_tokens"] for u in units] == [1100, 1100]
+    assert [u["usage"]["prompt_tokens"] for u in units] == [1400, 1400]
+    charges = {c["rate"]: c["tokens"] for c in res.manifest["cost"]["charges"]}
+    assert charges == {"input": 600, "cached_input": 2200, "output": 40}
+    # gemini-2.5-flash: input $0.30, cached input $0.03 per 1M tokens.
+    assert res.manifest["cost"]["saved_prefix_cache_usd"] == pytest.approx(2200 * (0.30 - 0.03) / 1e6)
