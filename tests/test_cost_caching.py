@@ -297,3 +297,19 @@ def test_gemini_cached_content_tokens_are_recorded_and_priced(
     assert charges == {"input": 600, "cached_input": 2200, "output": 40}
     # gemini-2.5-flash: input $0.30, cached input $0.03 per 1M tokens.
     assert res.manifest["cost"]["saved_prefix_cache_usd"] == pytest.approx(2200 * (0.30 - 0.03) / 1e6)
+
+
+def test_eval_prints_what_it_paid_and_saved(workspace: Workspace, tmp_path: Path) -> None:
+    from dialbgm.cli._app import app
+
+    (workspace.root / "prices").mkdir(exist_ok=True)
+    (workspace.root / "prices" / "prices.toml").write_text((ROOT / "prices" / "prices.toml").read_text())
+    with ScriptedOpenAIServer(_reply_with_cache) as server:
+        args = ["eval", "-j", "openai-compatible", "--limit", "2", "-q", "--out", str(tmp_path / "r")]
+        sets = ["--set", f'api_base="{server.base_url}"', "--set", 'model="gpt-4o"']
+        out = CliRunner().invoke(app, [*args, *sets])
+    assert out.exit_code == 0, out.output
+    # 2 calls of 1,500 prompt tokens (1,024 cached in the second), 20 out, at gpt-4o's rates.
+    paid = ((3000 - 1024) * 2.5 + 1024 * 1.25 + 40 * 10) / 1e6
+    assert f"cost: ${paid:.4f} paid (prices v2 (2026-12-02))" in out.output
+    assert f"prefix caching saved ${1024 * 1.25 / 1e6:.4f}" in out.output
