@@ -34,7 +34,6 @@ from dialbgm.storage import (
     Salvage,
     Store,
     StoreError,
-    Unreachable,
     UnreadableEntry,
     open_store,
     rebuild,
@@ -151,7 +150,9 @@ class ResponseCache:
             blob = self.store.get(key)
         except UnreadableEntry as e:
             blob, problem = None, str(e)
-        except Unreachable as e:  # the run goes on without the shared cache; said when closed
+        except StoreError as e:  # a shared server that fails: the run goes on without it; said when closed
+            if not self.url:
+                raise
             self._notes.unreachable = self._notes.store_problem = str(e)
             self._notes.lookups_missed += 1
             self.misses += 1
@@ -186,7 +187,7 @@ class ResponseCache:
             self.store.set(key, json.dumps(entry, ensure_ascii=False))
         except StoreError as e:
             self._notes.store_problem = str(e)
-            if isinstance(e, Unreachable):
+            if self.url:  # a shared server that refuses or does not answer: not asked again this run
                 self._notes.unreachable = str(e)
             self._notes.not_stored += 1
             self.not_stored_total += 1

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from dialbgm.errors import ConfigError
 from dialbgm.storage._diskstore import Place, Store, StoreError
 
 PREFIX = "dialbgm:response:"
@@ -54,8 +55,8 @@ class RedisStore(Store):
         super().__init__(place)
         try:
             import redis
-        except ImportError:
-            raise StoreError(
+        except ImportError:  # a set-up problem, not a server that went away: the run must not start
+            raise ConfigError(
                 f"{place.what} {redacted_url(url)} needs the redis client: pip install 'dialbgm[redis]'"
             ) from None
         self._redis_mod = redis
