@@ -21,6 +21,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("clips"))
     monkeypatch.setenv("DIALBGM_HOME", str(tmp_path))
     monkeypatch.delenv("DIALBGM_CACHE_DIR", raising=False)
+    monkeypatch.delenv("DIALBGM_CACHE_URL", raising=False)  # never a developer's shared server
     for var in (
         "OPENAI_API_KEY",
         "GEMINI_API_KEY",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dialbgm.analysis._cells import CellData
+from dialbgm.config import add_unit_tokens, price_tokens
 
 _DECODE = json.JSONDecoder().raw_decode
 
@@ -34,7 +35,8 @@ def _value_at(line: str, key: str) -> int | None:
 
 def _light_unit(line: str) -> dict[str, Any] | None:
     """The unit's ``usage`` and ``cache_hit`` without decoding the rest, or None (decode it whole)."""
-    if "attempts_history" in line:
+    # A unit sent through a batch API says so at its top level: such lines are decoded whole.
+    if "attempts_history" in line or '"mode": "batch"' in line:
         return None
     usage_at, hit_at = _value_at(line, "usage"), _value_at(line, "cache_hit")
     if usage_at is None or hit_at is None:
@@ -51,18 +53,14 @@ def unit_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def unit_tokens(units: Iterable[dict[str, Any]]) -> tuple[Counter[str], int, int]:
-    """Tokens by (hit|paid, in|out), the number of units, and their cache hits."""
+    """Tokens by (hit | paid | batch) × (in | out | cached | write) (see
+    :func:`dialbgm.config.add_unit_tokens`), the number of units, and their cache hits."""
     tok: Counter[str] = Counter()
     n_units = n_hits = 0
     for u in units:
         n_units += 1
         n_hits += 1 if u.get("cache_hit") else 0
-        # A unit asked again paid for its earlier replies too (they are kept in its history).
-        for reply in [u, *(u.get("attempts_history") or [])]:
-            usage = reply.get("usage") or {}
-            where = "hit" if reply.get("cache_hit") else "paid"
-            tok[f"{where}_in"] += int(usage.get("prompt_tokens") or 0)
-            tok[f"{where}_out"] += int(usage.get("completion_tokens") or 0)
+        add_unit_tokens(tok, u)
     return tok, n_units, n_hits
 
 
@@ -78,8 +76,8 @@ def cost(cells: list[CellData], prices: Any) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "cell_id": c.cell_id,
             "model": cfg["judge"].get("model") or cfg["provider"]["kind"],
-            "prompt_tokens": tok["hit_in"] + tok["paid_in"],
-            "completion_tokens": tok["hit_out"] + tok["paid_out"],
+            "prompt_tokens": sum(tok[f"{w}_in"] for w in ("hit", "paid", "batch")),
+            "completion_tokens": sum(tok[f"{w}_out"] for w in ("hit", "paid", "batch")),
             "units": n_units,
             "cache_hits": n_hits,
             "priced": price is not None,
@@ -87,8 +85,6 @@ def cost(cells: list[CellData], prices: Any) -> list[dict[str, Any]]:
         if price is None:
             row.update(cost_usd=None, cost_this_run_usd=None, cost_avoided_usd=None)
         else:
-            paid = price.cost(tok["paid_in"], tok["paid_out"])
-            avoided = price.cost(tok["hit_in"], tok["hit_out"])
-            row.update(cost_usd=paid + avoided, cost_this_run_usd=paid, cost_avoided_usd=avoided)
+            row.update(price_tokens(price, tok))
         rows.append(row)
     return rows

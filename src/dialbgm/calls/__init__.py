@@ -19,8 +19,11 @@ __all__ = [
     "ProgressFn",
     "RepeatedFailure",
     "ResponseCache",
+    "Transfer",
     "UnitOutcome",
     "base_url_from_environment",
+    "export_entries",
+    "import_entries",
     "iter_journal",
     "make_backend",
     "model_identity",
@@ -42,8 +45,11 @@ _WHERE = {
     "ProgressFn": "._outcome",
     "RepeatedFailure": "._outcome",
     "ResponseCache": "._cache",
+    "Transfer": "._transfer",
     "UnitOutcome": "._outcome",
     "base_url_from_environment": ".backends._litellm",
+    "export_entries": "._transfer",
+    "import_entries": "._transfer",
     "iter_journal": "._journal",
     "make_backend": ".backends._factory",
     "model_identity": ".backends._factory",
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
     from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan
     from dialbgm.calls._outcome import Progress, ProgressFn, RepeatedFailure, UnitOutcome
     from dialbgm.calls._spool import OutcomeSpool
+    from dialbgm.calls._transfer import Transfer, export_entries, import_entries
     from dialbgm.calls.backends._base import Backend
     from dialbgm.calls.backends._factory import make_backend, model_identity, renders_prompts
     from dialbgm.calls.backends._litellm import base_url_from_environment

@@ -10,6 +10,11 @@ when it is closed. The cache is opened on first use, so a judge that is never ca
 it; a folder the user may not write is read (and nothing is stored); a damaged database is named
 with the way to recover; one entry that cannot be decoded is a miss, reported when the cache is
 closed.
+
+The same cache can live on a Redis (or Valkey) server that a team shares (``DIALBGM_CACHE_URL`` or
+``[cache] url`` in the workspace's dialbgm.toml): same keys, entries and counters (see
+:mod:`dialbgm.storage._redisstore`). A server that stops answering mid-run turns lookups into
+misses and puts into answers counted as not stored; the run goes on and says how many.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dialbgm.config import Workspace
 from dialbgm.judging import CACHE_SCHEMA_VERSION, Request, Response
 from dialbgm.storage import (
     Place,
+    RedisStore,
     Salvage,
     Store,
     StoreError,
@@ -31,6 +38,7 @@ from dialbgm.storage import (
     open_store,
     rebuild,
     redact,
+    redacted_url,
     remove_damaged_copies,
     remove_files,
 )
@@ -70,6 +78,12 @@ class VerifyReport:
     """Set when ``fix`` rebuilt a damaged database."""
 
 
+SHARED_RECOVERY = (
+    "  check that the server runs and DIALBGM_CACHE_URL (or [cache] url in dialbgm.toml) names it;\n"
+    "  or run with --no-cache, or unset DIALBGM_CACHE_URL to use the folder cache."
+)
+
+
 @dataclass
 class _RunNotes:
     """What one process saw that the user must hear about, said once when the cache is closed."""
@@ -77,22 +91,46 @@ class _RunNotes:
     unreadable: list[str] = field(default_factory=list)
     not_stored: int = 0
     store_problem: str | None = None
+    unreachable: str | None = None
+    """Why the shared server stopped answering; from then on lookups are misses, puts not stored."""
+    lookups_missed: int = 0
 
 
 class ResponseCache:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, url: str | None = None) -> None:
         self.directory = directory
-        self.place = Place("the response cache", directory, RECOVERY)
+        self.url = url or None
+        self.place = (
+            Place("the shared response cache", directory, SHARED_RECOVERY)
+            if self.url
+            else Place("the response cache", directory, RECOVERY)
+        )
         self._store: Store | None = None
         self.hits = 0
         self.misses = 0
         self._notes = _RunNotes()
         self._redacted: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self.not_stored_total = 0
+        """Answers this object could not store, over its whole life (a run reads it when done)."""
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace) -> ResponseCache:
+        """The workspace's cache: the shared server its cache URL names, else the folder cache."""
+        return cls(ws.cache_dir, ws.cache_url)
+
+    @property
+    def where(self) -> str:
+        """The cache as it may be shown: its folder, or its server's URL without a password."""
+        return redacted_url(self.url) if self.url else str(self.directory)
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.url else "diskcache"
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.place)
+            self._store = RedisStore(self.place, self.url) if self.url else open_store(self.place)
         return self._store
 
     @property
@@ -104,10 +142,21 @@ class ResponseCache:
 
     def get_key(self, key: str) -> Response | None:
         problem: str | None = None
+        if self._notes.unreachable is not None:
+            self._notes.lookups_missed += 1
+            self.misses += 1
+            return None
         try:
             blob = self.store.get(key)
         except UnreadableEntry as e:
             blob, problem = None, str(e)
+        except StoreError as e:  # a shared server that fails: the run goes on without it; said when closed
+            if not self.url:
+                raise
+            self._notes.unreachable = self._notes.store_problem = str(e)
+            self._notes.lookups_missed += 1
+            self.misses += 1
+            return None
         if blob is not None:
             response, problem = _decode(key, blob)
             if response is not None:
@@ -123,6 +172,7 @@ class ResponseCache:
         the answer is in the run's journal and units already."""
         if self._notes.store_problem is not None:
             self._notes.not_stored += 1
+            self.not_stored_total += 1
             return
         # Messages appear as their hash (the run keeps them); secrets in params never reach disk.
         key = request.cache_key()
@@ -137,7 +187,10 @@ class ResponseCache:
             self.store.set(key, json.dumps(entry, ensure_ascii=False))
         except StoreError as e:
             self._notes.store_problem = str(e)
+            if self.url:  # a shared server that refuses or does not answer: not asked again this run
+                self._notes.unreachable = str(e)
             self._notes.not_stored += 1
+            self.not_stored_total += 1
 
     def _redact_parts(self, parts: dict[str, Any]) -> dict[str, Any]:
         """``redact(parts)``, with the redacted form of the objects a run's requests share (the
@@ -168,7 +221,7 @@ class ResponseCache:
         store = self.store
         hits, misses = store.totals()
         return CacheStats(
-            str(self.directory), store.count(), store.volume(), hits + self.hits, misses + self.misses, store.read_only
+            self.where, store.count(), store.volume(), hits + self.hits, misses + self.misses, store.read_only
         )
 
     def verify(self, fix: bool = False) -> VerifyReport:
@@ -252,6 +305,8 @@ class ResponseCache:
         """Add this process's hits and misses to the totals (one write) and say what went wrong."""
         store, self._store = self._store, None
         if store is None:
+            if self._notes.unreachable is not None:  # the server never answered: nothing was opened
+                self._report(None)
             return
         try:
             if (self.hits or self.misses) and not store.read_only and self._notes.store_problem is None:
@@ -263,16 +318,21 @@ class ResponseCache:
             store.close()
             self._report(store)
 
-    def _report(self, store: Store) -> None:
+    def _report(self, store: Store | None) -> None:
         notes, self._notes = self._notes, _RunNotes()
         if notes.unreadable:
             sys.stderr.write(
                 f"warning: {len(notes.unreadable)} cache entries could not be read and were treated as misses "
                 f"(first: {notes.unreadable[0]}); `dialbgm cache verify --fix` removes such entries\n"
             )
-        if notes.not_stored:
-            why = "it is read-only" if store.read_only else notes.store_problem
-            sys.stderr.write(f"warning: {notes.not_stored} answers were not stored in {self.directory}: {why}\n")
+        if notes.unreachable is not None:
+            sys.stderr.write(
+                f"warning: {notes.unreachable}; {notes.lookups_missed} lookups were treated as misses and "
+                f"{notes.not_stored} answers were not stored (the run's journal and units keep them)\n"
+            )
+        elif notes.not_stored:
+            why = "it is read-only" if store is not None and store.read_only else notes.store_problem
+            sys.stderr.write(f"warning: {notes.not_stored} answers were not stored in {self.where}: {why}\n")
 
 
 # diskcache.check's complaints about value files (fixed by deleting rows or files), as opposed to

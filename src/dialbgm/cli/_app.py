@@ -92,6 +92,10 @@ def eval_cmd(
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute (overrides the provider).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print calls, cache hits and estimated cost (online, batch); call nothing."),
+    ] = False,
 ) -> None:
     """Evaluate a judge on a data file and print its agreement with the human ranks."""
     from dialbgm.config import parse_overrides
@@ -111,6 +115,10 @@ def eval_cmd(
         # that --resume from another folder opens the same file).
         data_path = data.absolute() if data else ws.sample_data
         overrides = parse_overrides(set_) if set_ else None
+        if dry_run:
+            from dialbgm.cli._experiments import print_eval_plan
+
+            return print_eval_plan(ws, judge, data_path, limit, overrides)
         if not quiet and resume is None:
             from dialbgm.config import load_judge, load_provider
 

@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dialbgm.cli._common import YesOpt, fail, workspace
 
-cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Inspect, clear, export or import the response cache (a folder, or a shared Redis server).",
+    no_args_is_help=True,
+)
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="The cache to use: redis://HOST:PORT/DB (a shared server), or 'folder' for the workspace's "
+        "folder cache (default: DIALBGM_CACHE_URL, else [cache] url in dialbgm.toml, else the folder).",
+    ),
+]
 
 
-def _response_cache() -> Any:
+def _response_cache(url: str | None = None) -> Any:
     from dialbgm.calls import ResponseCache
 
-    return ResponseCache(workspace().cache_dir)
+    ws = workspace()
+    if url is None:
+        return ResponseCache.for_workspace(ws)
+    return ResponseCache(ws.cache_dir, None if url == "folder" else url)
 
 
 @cache_app.command("stats")
-def cache_stats() -> None:
+def cache_stats(url: UrlOpt = None) -> None:
     """Entries and size of the cache."""
     from dialbgm.errors import DialbgmError
 
     try:
-        with _response_cache() as c:
+        with _response_cache(url) as c:
             s = c.stats()
     except DialbgmError as e:
         fail(e)
@@ -66,7 +81,7 @@ def cache_verify(
         s = report.salvage
         lost = f"{report.removed} lost" if s.expected is not None else "how many were lost is unknown"
         typer.echo(
-            f"{c.directory}: the database was damaged; rebuilt it with the {s.kept} entries it still held "
+            f"{c.where}: the database was damaged; rebuilt it with the {s.kept} entries it still held "
             f"({lost}){f', the damaged file is kept as {s.moved_to}' if s.moved_to else ''}"
         )
         for note in s.notes:
@@ -78,11 +93,11 @@ def cache_verify(
         typer.echo(f"... and {len(report.problems) - 50} more", err=True)
     if fix:
         typer.echo(
-            f"{c.directory}: {report.entries} entries, {len(report.problems)} problems, "
+            f"{c.where}: {report.entries} entries, {len(report.problems)} problems, "
             f"removed {report.removed} entries that do not decode"
         )
         return
-    typer.echo(f"{c.directory}: {report.entries} entries, {len(report.problems)} problems")
+    typer.echo(f"{c.where}: {report.entries} entries, {len(report.problems)} problems")
     if report.problems:
         if any(p.startswith("storage:") for p in report.problems):
             typer.echo(RECOVERY, err=True)
@@ -114,9 +129,7 @@ def cache_prune(
         with _response_cache() as c:
             old = c.older_than(seconds)
             total = c.stats().entries
-            prompt = (
-                f"delete {len(old)} of {total} cached responses (stored more than {older_than} ago) in {c.directory}?"
-            )
+            prompt = f"delete {len(old)} of {total} cached responses (stored more than {older_than} ago) in {c.where}?"
             if old and not yes and not typer.confirm(prompt):
                 raise typer.Exit(1)
             removed = c.remove(old)
@@ -137,7 +150,7 @@ def cache_clear(yes: YesOpt = False) -> None:
         with _response_cache() as c:
             damaged: str | None = None
             try:
-                prompt = f"delete {c.stats().entries} cached responses in {c.directory}?"
+                prompt = f"delete {c.stats().entries} cached responses in {c.where}?"
             except CacheError as e:
                 if not e.corrupt:
                     raise
@@ -149,7 +162,52 @@ def cache_clear(yes: YesOpt = False) -> None:
     except DialbgmError as e:
         fail(e)
         return
-    if damaged is not None or not (c.directory / "cache.db").exists():  # cleared without being opened
+    if damaged is not None or not (c.url or (c.directory / "cache.db").exists()):  # cleared without being opened
         typer.echo(f"removed the damaged database and {removed} value files from {c.directory}")
     else:
-        typer.echo(f"removed {removed} entries from {c.directory}")
+        typer.echo(f"removed {removed} entries from {c.where}")
+
+
+@cache_app.command("export")
+def cache_export(
+    file: Annotated[Path, typer.Argument(help="The JSON Lines file to write (replaced whole, or not at all).")],
+    url: UrlOpt = None,
+) -> None:
+    """Write every entry of the cache to FILE, each with its sha256 (for `cache import` elsewhere)."""
+    from dialbgm.calls import export_entries
+    from dialbgm.errors import DialbgmError
+
+    try:
+        with _response_cache(url) as c:
+            done = export_entries(c, file)
+    except DialbgmError as e:
+        fail(e)
+        return
+    for note in done.skipped[:20]:
+        typer.echo(f"skipped (does not decode): {note}", err=True)
+    typer.echo(
+        f"exported {done.entries} entries from {c.where} to {file}"
+        + (f"; {len(done.skipped)} that do not decode were left out" if done.skipped else "")
+    )
+
+
+@cache_app.command("import")
+def cache_import(
+    file: Annotated[Path, typer.Argument(help="A file written by `dialbgm cache export`.")],
+    url: UrlOpt = None,
+) -> None:
+    """Store the entries of FILE that the cache lacks, after checking every hash (exit 1 if any is wrong)."""
+    from dialbgm.calls import import_entries
+    from dialbgm.errors import DialbgmError
+
+    try:
+        with _response_cache(url) as c:
+            done = import_entries(c, file)
+    except DialbgmError as e:
+        fail(e)
+        return
+    typer.echo(
+        f"imported {done.stored} of {done.entries} entries into {c.where} (verified by sha256); "
+        f"{done.present} were there already"
+        + (f"; {done.differ} keys hold other bytes there and were kept as they are" if done.differ else "")
+    )

@@ -34,6 +34,14 @@ def _console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 220)
 
 
+def print_eval_plan(ws: Any, judge: str, data: Any, limit: int | None, overrides: dict[str, Any] | None) -> None:
+    """``eval --dry-run``: the table of ``compare --dry-run`` for one judge on one data file."""
+    from dialbgm.config import load_prices
+    from dialbgm.run import plan_eval
+
+    _print_plans(plan_eval(ws, judge, data, limit, overrides), load_prices(ws).label())
+
+
 def _print_plans(plans: list[Any], prices_label: str) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -41,7 +49,7 @@ def _print_plans(plans: list[Any], prices_label: str) -> None:
     t = Table(title="dry run: nothing will be called")
     t.add_column("cell", no_wrap=True)
     t.add_column("model")
-    for col in ("calls", "cached", "to call", "prompt tokens (est.)", "max cost (est.)"):
+    for col in ("calls", "cached", "to call", "prompt tokens (est.)", "max cost (est.)", "as batch (est.)"):
         t.add_column(col, justify="right")
     for p in plans:
         t.add_row(
@@ -52,18 +60,24 @@ def _print_plans(plans: list[Any], prices_label: str) -> None:
             str(p.uncached),
             f"~{p.prompt_tokens_est:,}",
             _usd(p.cost_est),
+            _usd(p.cost_batch_est),
         )
     console = _console()
     console.print(t)
     known = [p.cost_est for p in plans if p.cost_est is not None]
     unknown = [p.cell_id for p in plans if p.cost_est is None]
+    batch = [p.cost_batch_est for p in plans if p.cost_batch_est is not None]
+    no_batch = [p.cell_id for p in plans if p.cost_batch_est is None]
     console.print(
         f"total to call: {sum(p.uncached for p in plans)}  estimated cost: ${sum(known):.4f}"
         + (f" + unknown ({', '.join(unknown)})" if unknown else "")
+        + f"  as batch: ${sum(batch):.4f}"
+        + (f" + unknown ({', '.join(no_batch)})" if no_batch else "")
     )
     console.print(
         "prompt tokens = characters / 4 of the uncached requests (an estimate, not a tokenizer count); "
-        f"cost = that input plus every reply at its max_tokens cap (an upper bound), {prices_label}. "
+        f"cost = that input plus every reply at its max_tokens cap (an upper bound), {prices_label}; "
+        "as batch = the same tokens at the table's batch rates (unknown where it cites none). "
         "Offline judges (random, embedding, local) cost 0; random is computed, never cached or called. "
         "A (summaries) row counts the summaries a cell's summarizer writes first (once for all cells), and "
         "that cell's prompts count each unwritten summary at the summarizer's max_tokens."

@@ -131,6 +131,9 @@ class JudgeConfig:
     criteria: dict[str, dict[str, str]] = field(default_factory=dict)
     """The judge file's own [criteria.NAME] texts (empty: the template's set)."""
     params: dict[str, Any] = field(default_factory=dict)
+    cache_markers: bool = False
+    """Mark the system prompt (the part every item shares) for the provider's prompt cache, as
+    Anthropic needs (``cache_control``); sent on the wire only, so it never changes a cache key."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,7 +148,12 @@ class JudgeConfig:
         return stable_hash(self.to_dict())
 
 
-_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize", "model_revision": ""}
+_RECORDED_WHEN_SET: dict[str, Any] = {
+    "criteria": {},
+    "summarizer_template": "summarize",
+    "model_revision": "",
+    "cache_markers": False,
+}
 
 
 def stable_hash(obj: Any) -> str:

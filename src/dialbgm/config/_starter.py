@@ -26,7 +26,10 @@ _MARKER_TEXT = f"""\
 # This folder is a dialbgm workspace (written by `dialbgm init`): dialbgm uses it when run here or
 # in any folder below, or with DIALBGM_HOME set to it. Its judges/, providers/, prompts/,
 # experiments/, prices/ and data/ add to dialbgm's built-in ones and override them name by name.
-# The content of this file is not read; its presence is what marks the workspace ({MARKER}).
+# Its presence is what marks the workspace ({MARKER}). Its one setting: a response cache the team
+# shares on a Redis/Valkey server (DIALBGM_CACHE_URL overrides it; README "Shared cache"):
+# [cache]
+# url = "redis://cache-host:6379/0"
 """
 
 _EXPERIMENT_TEXT = f"""\

@@ -95,6 +95,32 @@ class Workspace:
         return self.root / "cache" if self.found else user_cache_root() / "cache"
 
     @property
+    def cache_url(self) -> str | None:
+        """The shared cache server (``redis://...``): ``DIALBGM_CACHE_URL``, else ``[cache] url`` in
+        the workspace's dialbgm.toml; None for the folder cache. ``DIALBGM_CACHE_URL=`` (empty)
+        turns a workspace's shared cache off for one command."""
+        if "DIALBGM_CACHE_URL" in os.environ:
+            return os.environ["DIALBGM_CACHE_URL"].strip() or None
+        marker = self.root / MARKER
+        if not (self.found and marker.is_file()):
+            return None
+        import tomllib
+
+        try:
+            data = tomllib.loads(marker.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"{marker}: cannot be read as TOML ({e})") from None
+        url = data.get("cache", {}).get("url") if isinstance(data.get("cache"), dict) else None
+        if url is not None and not isinstance(url, str):
+            raise ConfigError(f'{marker}: cache.url: must be a string such as "redis://host:6379/0"')
+        if url:
+            from urllib.parse import urlsplit
+
+            if urlsplit(url).scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+                raise ConfigError(f"{marker}: cache.url: {url!r} is not a redis://, rediss:// or unix:// URL")
+        return url or None
+
+    @property
     def audio_dir(self) -> Path:
         """Prepared audio clips: beside the response cache, not inside its diskcache folder
         (whose integrity check would call every clip an unknown file)."""

@@ -74,3 +74,28 @@ def pairing_notes(comparisons: list[dict[str, Any]]) -> list[str]:
                 "other content left out."
             )
     return out
+
+
+def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the cells paid at each rate kind and what the response cache, the batch discount and
+    prompt-prefix caching saved, summed over the priced cells; nothing when all of it is zero
+    (offline judges). A sum that a cell cannot price says "unknown"."""
+    priced = [r for r in rows if r.get("priced")]
+    by_rate: dict[str, list[float]] = {}
+    for r in priced:
+        for c in r.get("charges") or []:
+            t, usd = by_rate.get(c["rate"], [0.0, 0.0])
+            by_rate[c["rate"]] = [t + c["tokens"], usd + c["usd"]]
+    saved = {}
+    for key, what in (
+        ("cost_avoided_usd", "response cache"),
+        ("saved_batch_usd", "batch discount"),
+        ("saved_prefix_cache_usd", "prompt-prefix caching"),
+    ):
+        values = [r.get(key, 0.0) for r in priced]
+        saved[what] = None if any(v is None for v in values) else sum(values)
+    if not by_rate and not any(saved.values()):
+        return []
+    paid = "; ".join(f"{k} {int(t):,} tokens ${usd:.4f}" for k, (t, usd) in sorted(by_rate.items()))
+    kept = "; ".join(f"{k} {'unknown' if v is None else f'${v:.4f}'}" for k, v in saved.items())
+    return [f"Paid by rate: {paid or 'nothing'}.", f"Saved: {kept}."]

@@ -12,7 +12,7 @@ from typing import Any
 
 from dialbgm.analysis import CellData, data_warning, pair_taus
 from dialbgm.metrics import METRICS
-from dialbgm.report._format import LABELS, MC, SIG, label_map, pairing_notes
+from dialbgm.report._format import LABELS, MC, SIG, cost_lines, label_map, pairing_notes
 from dialbgm.report._format import esc as _e
 from dialbgm.report._format import num as _num
 from dialbgm.report._format import pval as _p
@@ -259,8 +259,10 @@ def _cost_html(rows: list[dict[str, Any]], prices: dict[str, Any]) -> str:
             )
             + "</tr>"
         )
+    out.append("</table>")
+    out.extend(f'<p class="note">{_e(line)}</p>' for line in cost_lines(rows))
     out.append(
-        f'</table><p class="note">Tokens as reported by the provider (0 for offline judges); priced with '
+        f'<p class="note">Tokens as reported by the provider (0 for offline judges); priced with '
         f"{_e(prices.get('file') or 'no price table')} v{_e(prices['version'])} ({_e(prices['date'])}). "
         "Check prices against the providers' pages before quoting a cost.</p>"
     )

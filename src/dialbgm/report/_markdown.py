@@ -6,7 +6,7 @@ from typing import Any
 
 from dialbgm.analysis import data_warning
 from dialbgm.metrics import METRICS
-from dialbgm.report._format import MC, MD_LABELS, pairing_notes
+from dialbgm.report._format import MC, MD_LABELS, cost_lines, pairing_notes
 from dialbgm.report._format import md as _md
 from dialbgm.report._format import num as _num
 from dialbgm.report._format import pval as _p
@@ -133,7 +133,8 @@ def render_md(result: dict[str, Any]) -> str:
             f"{cost} | {avoided} |"
         )
     p = result["prices"]
-    lines += ["", f"Prices: table v{p['version']} ({p['date']}); check against the providers' pages.", ""]
+    lines += ["", *(f"{line}  " for line in cost_lines(result["cost"]))]
+    lines += [f"Prices: table v{p['version']} ({p['date']}); check against the providers' pages.", ""]
     if result.get("provenance"):
         lines += [*_provenance_md(result["provenance"]), ""]
     return "\n".join(lines)

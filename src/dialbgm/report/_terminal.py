@@ -17,6 +17,10 @@ LABELS = {
 }
 
 
+def _money(x: Any) -> str:
+    return "unknown" if x is None else f"${x:.4f}"
+
+
 def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -62,6 +66,21 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
         f"units: {c['units']}  cache hits: {c['cache_hits']}  provider calls: {c['provider_calls']}"
         + (f"  computed locally: {c['computed_locally']}" if c["computed_locally"] else "")
     )
+    cost = manifest.get("cost") or {}
+    if cost.get("priced") and (cost.get("charges") or cost.get("cost_avoided_usd")):
+        console.print(
+            f"cost: {_money(cost.get('cost_this_run_usd'))} paid ({cost.get('prices')}); "
+            + "; ".join(
+                f"{what} saved {_money(cost.get(key))}"
+                for key, what in (
+                    ("cost_avoided_usd", "response cache"),
+                    ("saved_batch_usd", "batch discount"),
+                    ("saved_prefix_cache_usd", "prefix caching"),
+                )
+            )
+        )
+    if (manifest.get("cache") or {}).get("not_stored"):
+        console.print(f"[yellow]answers not stored in the cache: {manifest['cache']['not_stored']}[/yellow]")
     first = metrics.get("first_judgement")
     if first:
         console.print(

@@ -17,6 +17,7 @@ __all__ = [
     "file_sha256",
     "item_sha256",
     "plan_cells",
+    "plan_eval",
     "read_spec",
     "render_item",
     "resume_run",
@@ -35,6 +36,7 @@ _WHERE = {
     "file_sha256": "._identity",
     "item_sha256": "._identity",
     "plan_cells": "._cells",
+    "plan_eval": "._cells",
     "read_spec": "._cells",
     "render_item": "._prepare",
     "resume_run": "._entry",
@@ -43,7 +45,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dialbgm.run._cells import SPEC_FILE, budget_problem, plan_cells, read_spec, run_cells
+    from dialbgm.run._cells import SPEC_FILE, budget_problem, plan_cells, plan_eval, read_spec, run_cells
     from dialbgm.run._entry import evaluate, resume_run, run_eval
     from dialbgm.run._identity import file_sha256, item_sha256
     from dialbgm.run._prepare import render_item

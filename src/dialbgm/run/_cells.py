@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dialbgm.config import Cell, Experiment, ExperimentError, Workspace
+from dialbgm.config import Cell, Experiment, ExperimentError, PriceMode, Workspace
 from dialbgm.errors import ConfigError
 
 SPEC_FILE = "experiment.json"
@@ -57,6 +57,14 @@ class CellPlan:
     @property
     def cost_est(self) -> float | None:
         """Upper-bound cost of the uncached calls: estimated input + every reply at its token cap."""
+        return self.cost_at("online")
+
+    @property
+    def cost_batch_est(self) -> float | None:
+        """The same calls through the provider's batch API; None when the table has no batch rates."""
+        return self.cost_at("batch")
+
+    def cost_at(self, mode: PriceMode) -> float | None:
         if self.uncached == 0:
             return 0.0
         if self.price is None:
@@ -66,7 +74,8 @@ class CellPlan:
         if self.audio_seconds_uncached:
             return None  # the price table has text rates only; audio input is billed at its own
         out = (self.max_output_tokens or 0) * self.uncached
-        return float(self.price.cost(self.prompt_tokens_est, out))
+        usd = self.price.cost(self.prompt_tokens_est, out, mode=mode)
+        return None if usd is None else float(usd)
 
 
 def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
@@ -78,7 +87,7 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
 
     prices = load_prices(ws)
     states = [cell_state(ws, exp, cell) for cell in exp.cells]
-    cache = ResponseCache(ws.cache_dir)
+    cache = ResponseCache.for_workspace(ws)
     plans: list[CellPlan] = []
     summary_keys: set[str] = set()
     try:
@@ -86,10 +95,25 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
             if state.reusable is not None:
                 plans.append(_reused_plan(cell, state.reusable, prices))
             else:
-                plans.extend(_cell_plans(ws, exp, cell, cache, prices, summary_keys))
+                plans.extend(_cell_plans(ws, exp.data_path, exp.path, cell, cache, prices, summary_keys))
     finally:
         cache.close()
     return plans
+
+
+def plan_eval(
+    ws: Workspace, judge: str, data: Path, limit: int | None = None, overrides: dict[str, Any] | None = None
+) -> list[CellPlan]:
+    """``plan_cells`` for one ``dialbgm eval``: its calls, cache hits and cost, online and as a batch."""
+    from dialbgm.calls import ResponseCache
+    from dialbgm.config import load_prices
+
+    cell = Cell(judge, judge, judge, {}, dict(overrides or {}), limit)
+    cache = ResponseCache.for_workspace(ws)
+    try:
+        return _cell_plans(ws, data, None, cell, cache, load_prices(ws), set())
+    finally:
+        cache.close()
 
 
 def _reused_plan(cell: Cell, manifest: dict[str, Any], prices: Any) -> CellPlan:
@@ -105,15 +129,17 @@ def _reused_plan(cell: Cell, manifest: dict[str, Any], prices: Any) -> CellPlan:
 
 
 def _cell_plans(
-    ws: Workspace, exp: Experiment, cell: Cell, cache: Any, prices: Any, summary_keys: set[str]
+    ws: Workspace, data: Path, origin: Path | None, cell: Cell, cache: Any, prices: Any, summary_keys: set[str]
 ) -> list[CellPlan]:
     from dialbgm.judging import audio_seconds, text_chars
     from dialbgm.run._prepare import prepare
 
     try:
-        prep = prepare(ws, cell.judge, exp.data_path, limit=cell.limit, overrides=cell.overrides, defer_summaries=True)
+        prep = prepare(ws, cell.judge, data, limit=cell.limit, overrides=cell.overrides, defer_summaries=True)
     except ConfigError as e:
-        raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
+        if origin is None:
+            raise
+        raise ExperimentError(f"{origin}: cell {cell.cell_id}: {e}") from None
     out: list[CellPlan] = []
     try:
         summaries = prep.pending_summaries

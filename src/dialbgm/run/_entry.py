@@ -177,7 +177,7 @@ def _carry_out(
         stamp = started.replace(":", "").replace("-", "")[:15]
         out_dir = ws.results_dir / f"{stamp}-{prep.judge.name}-{config_hash[:8]}"  # made unique below
 
-    cache = ResponseCache(ws.cache_dir) if options.use_cache else None
+    cache = ResponseCache.for_workspace(ws) if options.use_cache else None
     journal_dir = resumed.run_dir if resumed is not None else None
     # On the workspace's disk: /tmp may be memory (tmpfs), which would defeat the spool.
     spool = OutcomeSpool(len(prep.units), directory=ws.root)
@@ -224,6 +224,9 @@ def _carry_out(
         if spool.filled != len(prep.units):  # every unit ends with an outcome, or the run must not report
             raise ResultsError(f"internal error: {len(prep.units) - spool.filled} unit(s) have no outcome")
         counts = {"resumed_units": n_resumed, "called_now": called}
+        if cache is not None and (cache.url or cache.not_stored_total):
+            counts["cache_not_stored"] = cache.not_stored_total
+            counts["cache_shared"] = 1 if cache.url else 0
         result = finish(ws, prep, identity, spool, out_dir, spec.data, started, t0, counts)
         drop_replaced(out_dir)  # committed: a run that --force replaced can go now
         return result

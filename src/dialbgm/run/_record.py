@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from dialbgm.calls import OutcomeSpool, UnitOutcome
-from dialbgm.config import JudgeConfig, Workspace
-from dialbgm.errors import ResultsError
+from dialbgm.config import JudgeConfig, Workspace, add_unit_tokens, load_prices, price_tokens
+from dialbgm.errors import DialbgmError, ResultsError
 from dialbgm.judging import PARSER_VERSION, Parsed, Response, labels_for, parse_reply
 from dialbgm.metrics import one_blas_thread
 from dialbgm.run._folders import git_state, package_versions
@@ -137,6 +137,21 @@ def history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any
     return entry
 
 
+def run_cost(ws: Workspace, prep: Prepared, tokens: Counter[str]) -> dict[str, Any]:
+    """What the run paid at which rate, and what the response cache, the batch discount and
+    prompt-prefix caching saved (see :func:`dialbgm.config.price_tokens`)."""
+    out: dict[str, Any] = {"tokens": {k: v for k, v in sorted(tokens.items()) if v}}
+    try:
+        prices = load_prices(ws)
+    except DialbgmError as e:  # the answers are paid for already: a bad table must not lose the run
+        return {**out, "prices": f"unreadable ({e})", "priced": False}
+    price = prices.lookup(prep.provider.kind, prep.judge.model)
+    out["prices"] = prices.label()
+    if price is None:
+        return {**out, "priced": False}
+    return {**out, "priced": True, **price_tokens(price, tokens)}
+
+
 def finish(
     ws: Workspace,
     prep: Prepared,
@@ -151,6 +166,7 @@ def finish(
     """Write units.jsonl and items.jsonl in plan order, one item at a time, then the metrics."""
     config, config_hash = identity.config, identity.config_hash
     tally = UnitTally(listwise=prep.judge.mode == "listwise")
+    tokens: Counter[str] = Counter()
     items: list[dict[str, Any]] = []
     hits = 0
     with JsonlWriter(out_dir / "units.jsonl") as units_out, JsonlWriter(out_dir / "items.jsonl") as items_out:
@@ -162,6 +178,7 @@ def finish(
                 outcome = spool.get(i)
                 hits += outcome.cache_hit
                 row = unit_row(prep, i, outcome)
+                add_unit_tokens(tokens, row)
                 units_out.write(row)
                 tally.add(row)
                 rows.append(row)
@@ -204,6 +221,12 @@ def finish(
         },
         "tokens": dict(tally.tokens),
     }
+    manifest["cost"] = run_cost(ws, prep, tokens)
+    if "cache_not_stored" in extra_counts:  # a shared cache, or answers the cache could not take
+        manifest["cache"] = {
+            "backend": "redis" if extra_counts.get("cache_shared") else "diskcache",
+            "not_stored": extra_counts["cache_not_stored"],
+        }
     if prep.warnings:
         manifest["warnings"] = prep.warnings
     if prep.summaries:

@@ -115,7 +115,7 @@ class SummaryPlan:
 
         self.check_can_call()
         backend = make_backend(self.summarizer, self.provider, ws)
-        cache = ResponseCache(ws.cache_dir) if self.use_cache else None
+        cache = ResponseCache.for_workspace(ws) if self.use_cache else None
         try:
             done: dict[int, UnitOutcome] = {}
             run_calls(
@@ -212,7 +212,7 @@ def plan_summaries(ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, use_c
     if use_cache:
         from dialbgm.calls import ResponseCache
 
-        cache = ResponseCache(ws.cache_dir)
+        cache = ResponseCache.for_workspace(ws)
         try:
             for k, req in enumerate(requests):
                 resp = cache.get(req)

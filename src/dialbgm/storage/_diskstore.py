@@ -92,6 +92,10 @@ class Store:
     def set(self, key: str, value: str) -> None:
         raise self._refused("stored")
 
+    def set_if_absent(self, key: str, value: str) -> bool:
+        """Store ``value`` unless ``key`` holds one (atomically); True when this call stored it."""
+        raise self._refused("stored")
+
     def delete(self, key: str) -> bool:
         raise self._refused("deleted")
 
@@ -174,6 +178,10 @@ class _WritableStore(Store):
     def set(self, key: str, value: str) -> None:
         with guarded(self.place):
             self._cache.set(key, value)
+
+    def set_if_absent(self, key: str, value: str) -> bool:
+        with guarded(self.place):
+            return bool(self._cache.add(key, value, retry=True))
 
     def delete(self, key: str) -> bool:
         with guarded(self.place):

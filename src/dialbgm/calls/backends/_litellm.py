@@ -109,6 +109,25 @@ def _bounded_ints_as_enums(node: Any) -> Any:
     return node
 
 
+CACHE_MARKER_ROUTES = ("anthropic",)
+"""litellm routes whose providers cache a prompt prefix only where the request marks it."""
+
+
+def with_cache_markers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with the system prompt marked for the provider's prompt cache (Anthropic's
+    ``cache_control``, which litellm passes on): everything up to and including the mark is the
+    prefix every item shares. Few-shot examples are drawn per item, so they come after it."""
+    if not messages or messages[0].get("role") != "system":
+        return messages
+    system = messages[0]
+    content = system["content"]
+    parts: list[dict[str, Any]] = (
+        [{"type": "text", "text": content}] if isinstance(content, str) else [dict(p) for p in content]
+    )
+    parts[-1] = {**parts[-1], "cache_control": {"type": "ephemeral"}}
+    return [{**system, "content": parts}, *messages[1:]]
+
+
 class LiteLLMBackend:
     kind = "litellm"
     cacheable = True
@@ -155,6 +174,12 @@ class LiteLLMBackend:
         return params
 
     def check(self) -> None:
+        route = self.provider.route or self.model.partition("/")[0]
+        if self.judge.cache_markers and route not in CACHE_MARKER_ROUTES:
+            raise ConfigError(
+                f"judge {self.judge.name!r}: cache_markers = true is for providers that need explicit prompt-cache "
+                f"markers (litellm routes {', '.join(CACHE_MARKER_ROUTES)}); route {route!r} caches prefixes by itself"
+            )
         if self.judge.score_by == "logprobs" and not self.provider.capabilities.logprobs:
             raise ConfigError(
                 f"judge {self.judge.name!r}: score_by=logprobs, but provider {self.provider.name!r} "
@@ -242,17 +267,18 @@ class LiteLLMBackend:
         return kwargs
 
     def _wire_messages(self, request: Request) -> list[dict[str, Any]]:
-        """Audio references become the clips' bytes only here, on the way out."""
+        """Audio references become the clips' bytes only here, on the way out; so do cache markers."""
         from dialbgm.judging import to_wire
 
-        if not has_audio(request.messages):
-            return request.messages
-        from dialbgm.data import AudioError
+        messages = request.messages
+        if has_audio(messages):
+            from dialbgm.data import AudioError
 
-        try:
-            return to_wire(request.messages, self._audio_root)
-        except AudioError as e:  # the store was cleared under a running plan: this unit fails, visibly
-            raise PermanentError(f"audio not sent: {e}") from e
+            try:
+                messages = to_wire(messages, self._audio_root)
+            except AudioError as e:  # the store was cleared under a running plan: this unit fails, visibly
+                raise PermanentError(f"audio not sent: {e}") from e
+        return with_cache_markers(messages) if self.judge.cache_markers else messages
 
     def complete(self, request: Request) -> Response:
         litellm = import_litellm()

@@ -46,11 +46,30 @@ class StreamAccumulator:
         return Response("".join(self.parts), self.finish, self.model, self.usage, self.logprobs or None)
 
 
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def _usage(u: Any) -> dict[str, int]:
+    """Token counts as litellm reports them, with the provider's prompt-cache counts: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, Anthropic's ``cache_read_input_tokens`` (litellm puts
+    it in the same place) and ``cache_creation_input_tokens``, Gemini's ``cachedContentTokenCount``
+    (likewise). ``prompt_tokens`` counts them all in; they are recorded only when not zero, so a
+    reply without prompt caching is recorded as before."""
     out = {}
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
         v = getattr(u, name, None)
         if isinstance(v, int):
+            out[name] = v
+    details = _field(u, "prompt_tokens_details")
+    cached = _field(details, "cached_tokens") if details is not None else None
+    if cached is None:
+        cached = _field(u, "cache_read_input_tokens")
+    written = _field(u, "cache_creation_input_tokens")
+    if written is None and details is not None:
+        written = _field(details, "cache_creation_tokens")
+    for name, v in (("cached_tokens", cached), ("cache_write_tokens", written)):
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             out[name] = v
     return out
 
