@@ -7,13 +7,19 @@ from typing import TYPE_CHECKING
 from dialbgm._lazy import exports
 
 __all__ = [
+    "GENERATIONS",
+    "RESULTS_FORMAT",
+    "CatalogEntry",
     "CellData",
     "Experiment",
     "Run",
+    "RunFolder",
     "analyse",
     "analyse_cells",
+    "catalog",
     "data_warning",
     "diff_runs",
+    "experiment_entry",
     "export",
     "load_any",
     "load_experiment",
@@ -22,18 +28,26 @@ __all__ = [
     "only_keys",
     "pair_taus",
     "pairable",
+    "read_run_folder",
+    "run_entry",
     "sign_vectors",
     "write_comparison",
 ]
 
 _WHERE = {
+    "GENERATIONS": "._readable",
+    "RESULTS_FORMAT": "._readable",
+    "CatalogEntry": "._catalog",
     "CellData": "._cells",
     "Experiment": "._frames",
     "Run": "._frames",
+    "RunFolder": "._readable",
     "analyse": "._compare",
     "analyse_cells": "._compare",
+    "catalog": "._catalog",
     "data_warning": "._compare",
     "diff_runs": "._diff",
+    "experiment_entry": "._catalog",
     "export": "._export",
     "load_any": "._frames",
     "load_experiment": "._frames",
@@ -42,16 +56,20 @@ _WHERE = {
     "only_keys": "._cells",
     "pair_taus": "._agreement",
     "pairable": "._cells",
+    "read_run_folder": "._readable",
+    "run_entry": "._catalog",
     "sign_vectors": "._agreement",
     "write_comparison": "._compare",
 }
 
 if TYPE_CHECKING:
     from dialbgm.analysis._agreement import pair_taus, sign_vectors
+    from dialbgm.analysis._catalog import CatalogEntry, catalog, experiment_entry, run_entry
     from dialbgm.analysis._cells import CellData, load_folder, only_keys, pairable
     from dialbgm.analysis._compare import analyse, analyse_cells, data_warning, write_comparison
     from dialbgm.analysis._diff import diff_runs
     from dialbgm.analysis._export import export
     from dialbgm.analysis._frames import Experiment, Run, load_any, load_experiment, load_run
+    from dialbgm.analysis._readable import GENERATIONS, RESULTS_FORMAT, RunFolder, read_run_folder
 
 __getattr__ = exports(__name__, _WHERE)

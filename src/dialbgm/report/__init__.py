@@ -7,19 +7,50 @@ from typing import TYPE_CHECKING
 from dialbgm._lazy import exports
 
 __all__ = [
+    "FIGURES",
+    "FIGURE_CSS",
     "LABELS",
+    "REPORT_CSS",
+    "agreement_figure",
+    "bias_figure",
+    "cost_figure",
+    "figure_sections",
+    "intervals_figure",
+    "leaderboard_figure",
+    "paired_figure",
     "print_run",
     "write_report_checked",
 ]
 
 _WHERE = {
+    "FIGURES": "._figures",
+    "FIGURE_CSS": "._html",
     "LABELS": "._format",
+    "REPORT_CSS": "._html",
+    "agreement_figure": "._figures",
+    "bias_figure": "._figures",
+    "cost_figure": "._figures",
+    "figure_sections": "._figures",
+    "intervals_figure": "._figures",
+    "leaderboard_figure": "._figures",
+    "paired_figure": "._figures",
     "print_run": "._terminal",
     "write_report_checked": "._write",
 }
 
 if TYPE_CHECKING:
+    from dialbgm.report._figures import (
+        FIGURES,
+        agreement_figure,
+        bias_figure,
+        cost_figure,
+        figure_sections,
+        intervals_figure,
+        leaderboard_figure,
+        paired_figure,
+    )
     from dialbgm.report._format import LABELS
+    from dialbgm.report._html import FIGURE_CSS, REPORT_CSS
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
 

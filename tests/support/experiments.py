@@ -1,0 +1,44 @@
+"""Small real runs and experiments for the viewer's tests, made offline with the ``random`` judge."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dialbgm.config import Workspace, load_experiment
+from dialbgm.run import RunOptions, RunSpec, evaluate, run_cells
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RANDOM_EXPERIMENT = """
+name = "{name}"
+baseline = "rnd__seed=0"
+pairs = [["rnd__seed=0", "rnd__seed=1"], ["rnd__seed=0", "rnd__seed=2"]]
+[data]
+path = "data/sample.jsonl"
+limit = {limit}
+[judges.rnd]
+judge = "random"
+seed = [0, 1, 2]
+orders = {orders}
+"""
+"""Three seeds of the random judge: three cells, two paired comparisons against the baseline."""
+
+
+def make_run(ws: Workspace, out: Path, *, limit: int = 5, **overrides: Any) -> Path:
+    evaluate(
+        ws, RunSpec("random", ws.root / "data" / "sample.jsonl", limit, overrides or None), RunOptions(out_dir=out)
+    )
+    return out
+
+
+def make_experiment(ws: Workspace, name: str = "seeds", *, limit: int = 8, orders: int = 2) -> Path:
+    """Run a three-cell experiment into ``results/experiments/NAME``; returns that folder."""
+    (ws.root / "experiments").mkdir(exist_ok=True)
+    path = ws.root / "experiments" / f"{name}.toml"
+    path.write_text(RANDOM_EXPERIMENT.format(name=name, limit=limit, orders=orders), encoding="utf-8")
+    shutil.copytree(ROOT / "prices", ws.root / "prices", dirs_exist_ok=True)
+    exp = load_experiment(ws, path)
+    run_cells(ws, exp)
+    return exp.out_dir(ws)
