@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dialbgm.analysis import GENERATIONS, analyse, catalog, load_run, read_run_folder
+from dialbgm.analysis import GENERATIONS, analyse, catalog, item_across_cells, load_run, read_run_folder
 from dialbgm.config import Workspace
 from dialbgm.run import resume_run
 from tests.support.experiments import make_experiment, make_run
@@ -63,7 +63,7 @@ def test_catalog_lists_runs_and_experiments_newest_first(workspace: Workspace) -
     assert run.generation is not None and run.generation.endswith("(run identity)") and run.notes == ()
     e = entries[1]
     assert e.kind == "experiment" and e.readable and e.name == "seeds" and e.n_items == 6
-    assert [c.name for c in e.cells] == ["rnd__seed=0", "rnd__seed=1", "rnd__seed=2"]
+    assert [c.name for c in e.cells] == ["rnd__seed=0", "rnd__seed=1", "rnd__seed=2", "short"]
     assert [c.rel for c in e.cells] == [f"experiments/seeds/{c.name}" for c in e.cells]
     best = max(e.cells, key=lambda c: c.headline["hit_at_1"]["mean"] or 0)
     assert e.best_cell == best.name and e.headline == best.headline
@@ -172,12 +172,13 @@ def test_a_run_being_written_names_its_writer(workspace: Workspace, tmp_path: Pa
 def test_an_experiment_with_unfinished_cells_says_which_and_how(workspace: Workspace) -> None:
     exp = make_experiment(workspace, limit=4, orders=1)
     shutil.rmtree(exp / "rnd__seed=2")
+    shutil.rmtree(exp / "short")
     for name in ("manifest.json", "items.jsonl", "units.jsonl", "metrics.json"):
         (exp / "rnd__seed=1" / name).unlink()
     [e] = catalog(workspace.results_dir)
     states = {c.name: c.state for c in e.cells}
-    assert states == {"rnd__seed=0": "ok", "rnd__seed=1": "interrupted", "rnd__seed=2": "not_run"}
-    assert not e.readable and e.reason is not None and e.reason.startswith("2 of 3 cells cannot be read: rnd__seed=1:")
+    assert states == {"rnd__seed=0": "ok", "rnd__seed=1": "interrupted", "rnd__seed=2": "not_run", "short": "not_run"}
+    assert not e.readable and e.reason is not None and e.reason.startswith("3 of 4 cells cannot be read: rnd__seed=1:")
     toml = workspace.root / "experiments" / "seeds.toml"
     assert e.hint == f"finish it with: dialbgm compare {toml}"
     assert all(c.hint == e.hint for c in e.cells if not c.readable)
@@ -191,3 +192,26 @@ def test_a_damaged_experiment_spec_is_named(workspace: Workspace, text: str) -> 
     [e] = catalog(workspace.results_dir)
     assert e.kind == "experiment" and e.state == "damaged" and e.reason is not None
     assert e.reason.startswith("experiment.json: cannot be read")
+
+
+def test_an_item_across_cells_pairs_by_id_and_says_which_cell_lacks_it(workspace: Workspace) -> None:
+    exp = make_experiment(workspace, limit=5, orders=2, short=3)
+    a = item_across_cells(exp, "s002")
+    assert [c.cell_id for c in a.cells] == ["rnd__seed=0", "rnd__seed=1", "rnd__seed=2", "short"]
+    assert all(c.present and c.state == "ok" for c in a.cells) and a.mismatched == []
+    for c in a.cells:
+        row = next(json.loads(x) for x in (c.path / "items.jsonl").read_text().splitlines() if '"s002"' in x)
+        assert c.item == row and c.judge == "random"
+        orders = [0] if c.cell_id == "short" else [0, 1]  # only the rnd judge has orders = 2
+        assert [(u["order_index"], u["item_id"]) for u in c.units] == [(o, "s002") for o in orders]
+        assert c.top == [k for k, v in row["scores"].items() if v == max(row["scores"].values())]
+    assert a.human_ranks == a.cells[0].item["human_ranks"]  # type: ignore[index]
+    b = item_across_cells(exp, "s005")
+    assert [c.present for c in b.cells] == [True, True, True, False]
+    assert b.cells[3].state == "ok" and b.cells[3].units == []
+    # Same id, other content: flagged, not silently paired.
+    short_items = exp / "short" / "items.jsonl"
+    rows = [json.loads(x) for x in short_items.read_text().splitlines()]
+    rows[1]["item_sha256"] = "0" * 64
+    short_items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert item_across_cells(exp, "s002").mismatched == ["short"]

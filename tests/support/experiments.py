@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RANDOM_EXPERIMENT = """
 name = "{name}"
 baseline = "rnd__seed=0"
-pairs = [["rnd__seed=0", "rnd__seed=1"], ["rnd__seed=0", "rnd__seed=2"]]
 [data]
 path = "data/sample.jsonl"
 limit = {limit}
@@ -22,8 +21,12 @@ limit = {limit}
 judge = "random"
 seed = [0, 1, 2]
 orders = {orders}
+[judges.short]
+judge = "random"
+limit = {short}
 """
-"""Three seeds of the random judge: three cells, two paired comparisons against the baseline."""
+"""Three seeds of the random judge and one cell on fewer items (``short``, which lacks the last
+ones): four cells, the comparisons of every cell against the baseline."""
 
 
 def make_run(ws: Workspace, out: Path, *, limit: int = 5, **overrides: Any) -> Path:
@@ -33,11 +36,11 @@ def make_run(ws: Workspace, out: Path, *, limit: int = 5, **overrides: Any) -> P
     return out
 
 
-def make_experiment(ws: Workspace, name: str = "seeds", *, limit: int = 8, orders: int = 2) -> Path:
+def make_experiment(ws: Workspace, name: str = "seeds", *, limit: int = 8, orders: int = 2, short: int = 3) -> Path:
     """Run a three-cell experiment into ``results/experiments/NAME``; returns that folder."""
     (ws.root / "experiments").mkdir(exist_ok=True)
     path = ws.root / "experiments" / f"{name}.toml"
-    path.write_text(RANDOM_EXPERIMENT.format(name=name, limit=limit, orders=orders), encoding="utf-8")
+    path.write_text(RANDOM_EXPERIMENT.format(name=name, limit=limit, orders=orders, short=short), encoding="utf-8")
     shutil.copytree(ROOT / "prices", ws.root / "prices", dirs_exist_ok=True)
     exp = load_experiment(ws, path)
     run_cells(ws, exp)

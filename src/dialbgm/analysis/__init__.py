@@ -11,7 +11,9 @@ __all__ = [
     "RESULTS_FORMAT",
     "CatalogEntry",
     "CellData",
+    "CellItem",
     "Experiment",
+    "ItemAcross",
     "Run",
     "RunFolder",
     "analyse",
@@ -21,6 +23,7 @@ __all__ = [
     "diff_runs",
     "experiment_entry",
     "export",
+    "item_across_cells",
     "load_any",
     "load_experiment",
     "load_folder",
@@ -39,7 +42,9 @@ _WHERE = {
     "RESULTS_FORMAT": "._readable",
     "CatalogEntry": "._catalog",
     "CellData": "._cells",
+    "CellItem": "._across",
     "Experiment": "._frames",
+    "ItemAcross": "._across",
     "Run": "._frames",
     "RunFolder": "._readable",
     "analyse": "._compare",
@@ -49,6 +54,7 @@ _WHERE = {
     "diff_runs": "._diff",
     "experiment_entry": "._catalog",
     "export": "._export",
+    "item_across_cells": "._across",
     "load_any": "._frames",
     "load_experiment": "._frames",
     "load_folder": "._cells",
@@ -63,6 +69,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from dialbgm.analysis._across import CellItem, ItemAcross, item_across_cells
     from dialbgm.analysis._agreement import pair_taus, sign_vectors
     from dialbgm.analysis._catalog import CatalogEntry, catalog, experiment_entry, run_entry
     from dialbgm.analysis._cells import CellData, load_folder, only_keys, pairable
