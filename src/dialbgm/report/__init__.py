@@ -17,8 +17,10 @@ __all__ = [
     "figure_sections",
     "intervals_figure",
     "leaderboard_figure",
+    "num",
     "paired_figure",
     "print_run",
+    "pval",
     "write_report_checked",
 ]
 
@@ -33,8 +35,10 @@ _WHERE = {
     "figure_sections": "._figures",
     "intervals_figure": "._figures",
     "leaderboard_figure": "._figures",
+    "num": "._format",
     "paired_figure": "._figures",
     "print_run": "._terminal",
+    "pval": "._format",
     "write_report_checked": "._write",
 }
 
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
         leaderboard_figure,
         paired_figure,
     )
-    from dialbgm.report._format import LABELS
+    from dialbgm.report._format import LABELS, num, pval
     from dialbgm.report._html import FIGURE_CSS, REPORT_CSS
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
