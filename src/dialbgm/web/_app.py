@@ -17,6 +17,7 @@ def create_app(settings: ViewSettings) -> Any:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
+    from dialbgm.web._experiment_pages import experiment_routes
     from dialbgm.web._listing import list_runs
 
     def page(name: str, status: int = 200, **context: Any) -> Response:
@@ -30,6 +31,7 @@ def create_app(settings: ViewSettings) -> Any:
 
     routes = [
         Route("/", runs_page, name="runs"),
+        *experiment_routes(settings, page),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
