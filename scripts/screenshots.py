@@ -94,9 +94,9 @@ def _first_item(run_dir: Path) -> str:
 
 def shoot(results: Path, out: Path, item: str | None, width: int) -> list[Path]:
     from playwright.sync_api import sync_playwright
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, served
 
     from dialbgm.web import ViewSettings, create_app
-    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, served
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

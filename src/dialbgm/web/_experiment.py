@@ -49,13 +49,13 @@ def item_url(run_key: str, item_id: str) -> str:
     """The item page of one run (the run pages' address scheme)."""
     from urllib.parse import quote
 
-    return f"/run/{quote(run_key)}/item/{quote(item_id, safe='')}"
+    return f"/run/{quote(run_key, safe='/=')}/item/{quote(item_id, safe='=')}"
 
 
 def across_url(exp_key: str, item_id: str) -> str:
     from urllib.parse import quote
 
-    return f"/experiment/{quote(exp_key)}/across?item={quote(item_id, safe='')}"
+    return f"/experiment/{quote(exp_key, safe='/=')}/across?item={quote(item_id, safe='')}"
 
 
 # ---------------------------------------------------------------- the analysis, once per state of the folder
