@@ -34,6 +34,7 @@ __all__ = [
     "read_run_folder",
     "run_entry",
     "sign_vectors",
+    "top_choice",
     "write_comparison",
 ]
 
@@ -65,6 +66,7 @@ _WHERE = {
     "read_run_folder": "._readable",
     "run_entry": "._catalog",
     "sign_vectors": "._agreement",
+    "top_choice": "._diff",
     "write_comparison": "._compare",
 }
 
@@ -74,7 +76,7 @@ if TYPE_CHECKING:
     from dialbgm.analysis._catalog import CatalogEntry, catalog, experiment_entry, run_entry
     from dialbgm.analysis._cells import CellData, load_folder, only_keys, pairable
     from dialbgm.analysis._compare import analyse, analyse_cells, data_warning, write_comparison
-    from dialbgm.analysis._diff import diff_runs
+    from dialbgm.analysis._diff import diff_runs, top_choice
     from dialbgm.analysis._export import export
     from dialbgm.analysis._frames import Experiment, Run, load_any, load_experiment, load_run
     from dialbgm.analysis._readable import GENERATIONS, RESULTS_FORMAT, RunFolder, read_run_folder

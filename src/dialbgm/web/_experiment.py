@@ -49,7 +49,7 @@ def item_url(run_key: str, item_id: str) -> str:
     """The item page of one run (the run pages' address scheme)."""
     from urllib.parse import quote
 
-    return f"/run/{quote(run_key, safe='/=')}/item/{quote(item_id, safe='=')}"
+    return f"/run/{quote(run_key, safe='/=')}/-/item?id={quote(item_id, safe='')}"
 
 
 def across_url(exp_key: str, item_id: str) -> str:
