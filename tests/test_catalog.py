@@ -15,7 +15,7 @@ import pytest
 from dialbgm.analysis import GENERATIONS, analyse, catalog, item_across_cells, load_run, read_run_folder
 from dialbgm.config import Workspace
 from dialbgm.run import resume_run
-from tests.support.experiments import make_experiment, make_run
+from tests.support.experiments import in_a_thread, make_experiment, make_run
 
 OLD = Path(__file__).resolve().parent / "data" / "old_results"
 
@@ -135,7 +135,7 @@ def test_an_interrupted_run_says_how_to_resume_and_the_hint_works(workspace: Wor
     f = read_run_folder(run)
     assert (f.state, f.reason) == ("interrupted", "interrupted before it finished: 2 of 3 calls are in its journal")
     assert f.hint == f"finish it with: dialbgm eval --resume {run}"
-    resume_run(workspace, run)
+    in_a_thread(resume_run, workspace, run)
     assert read_run_folder(run).readable
 
 

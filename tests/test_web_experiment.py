@@ -97,7 +97,7 @@ def test_an_item_across_cells_side_by_side(workspace: Workspace, tmp_path: Path)
         top = max(row["scores"], key=row["scores"].get)
         assert f'<strong class="top-pick">{top}</strong>' in card
         assert card.count('class="judgement"') == (1 if cid == "short" else 2)
-        assert f'href="/run/experiments/seeds/{cid}/item/s002"' in card
+        assert f'href="/run/experiments/seeds/{cid.replace("=", "%3D")}/-/item?id=s002"' in card
     r = c.get("/experiment/experiments/seeds/across", params={"item": "s005"})
     short = dict(re.findall(r'<section class="cell-card" data-cell="([^"]+)">(.*?)</section>', r.text, re.S))["short"]
     assert "this cell has no item s005" in short

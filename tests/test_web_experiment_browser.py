@@ -47,10 +47,14 @@ def test_open_an_experiment_see_its_figures_and_follow_an_item_across_cells(
         assert "this cell has no item s005" in page.locator('section.cell-card[data-cell="short"]').inner_text()
         # Each present cell marks its top pick in the score table, and links to its own item page.
         assert page.locator("#scores td.top").count() >= 3
-        link = page.locator('section.cell-card[data-cell="rnd__seed=2"] h3 a')
-        assert link.get_attribute("href") == "/run/experiments/seeds/rnd__seed=2/item/s005"
-        # Back to the experiment from the item's page.
-        page.click("text=experiment seeds")
+        page.click('section.cell-card[data-cell="rnd__seed=2"] h3 a')
+        page.wait_for_url("**/run/experiments/seeds/rnd__seed%3D2/-/item?id=s005")
+        assert "rnd__seed=2" in page.locator("h1").inner_text() and "s005" in page.locator("h1").inner_text()
+        # From the cell's item page, one click shows the item in every cell again.
+        page.click("a#across")
+        page.wait_for_url("**/experiment/experiments/seeds/across?item=s005")
+        assert page.locator("section.cell-card").count() == 4
+        page.click("a#to-experiment")
         page.wait_for_url("**/experiment/experiments/seeds")
     assert requested and all(u.startswith(base) for u in requested), requested
     assert page.errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,16 @@ limit = {short}
 ones): four cells, the comparisons of every cell against the baseline."""
 
 
+def in_a_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` off this thread: once a test session has opened the browser (Playwright keeps
+    an event loop running in the main thread), a run's ``asyncio.run`` cannot start there."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def make_run(ws: Workspace, out: Path, *, limit: int = 5, **overrides: Any) -> Path:
-    evaluate(
-        ws, RunSpec("random", ws.root / "data" / "sample.jsonl", limit, overrides or None), RunOptions(out_dir=out)
-    )
+    spec = RunSpec("random", ws.root / "data" / "sample.jsonl", limit, overrides or None)
+    in_a_thread(evaluate, ws, spec, RunOptions(out_dir=out))
     return out
 
 
@@ -43,5 +50,5 @@ def make_experiment(ws: Workspace, name: str = "seeds", *, limit: int = 8, order
     path.write_text(RANDOM_EXPERIMENT.format(name=name, limit=limit, orders=orders, short=short), encoding="utf-8")
     shutil.copytree(ROOT / "prices", ws.root / "prices", dirs_exist_ok=True)
     exp = load_experiment(ws, path)
-    run_cells(ws, exp)
+    in_a_thread(run_cells, ws, exp)
     return exp.out_dir(ws)

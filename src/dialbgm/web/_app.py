@@ -25,7 +25,7 @@ def create_app(settings: ViewSettings) -> Any:
 
     from dialbgm.errors import DialbgmError
     from dialbgm.web._audio import playable
-    from dialbgm.web._experiment_pages import experiment_routes
+    from dialbgm.web._experiment_pages import experiment_routes, listing_extra
     from dialbgm.web._index import data_path_of
     from dialbgm.web._listing import list_runs
     from dialbgm.web._pages import NotFound, index_of, item_context, run_context
@@ -38,7 +38,8 @@ def create_app(settings: ViewSettings) -> Any:
 
     async def runs_page(request: Request) -> Response:
         runs = await run_in_threadpool(list_runs, settings)
-        return page("runs.html", title="Runs", results_dir=str(settings.results_dir), runs=runs)
+        more = await run_in_threadpool(listing_extra, settings)
+        return page("runs.html", title="Runs", results_dir=str(settings.results_dir), runs=runs, **more)
 
     async def run_page(request: Request) -> Response:
         key = request.path_params["key"]

@@ -45,17 +45,16 @@ def experiment_of(settings: ViewSettings, run_key: str) -> tuple[str, str] | Non
     return (exp_key, parts[-1]) if parts[-1] in cells else None
 
 
-def item_url(run_key: str, item_id: str) -> str:
-    """The item page of one run (the run pages' address scheme)."""
+def experiment_url(exp_key: str) -> str:
     from urllib.parse import quote
 
-    return f"/run/{quote(run_key, safe='/=')}/-/item?id={quote(item_id, safe='')}"
+    return f"/experiment/{quote(exp_key, safe='/-_.~')}"
 
 
 def across_url(exp_key: str, item_id: str) -> str:
     from urllib.parse import quote
 
-    return f"/experiment/{quote(exp_key, safe='/=')}/across?item={quote(item_id, safe='')}"
+    return f"{experiment_url(exp_key)}/across?item={quote(item_id, safe='')}"
 
 
 # ---------------------------------------------------------------- the analysis, once per state of the folder

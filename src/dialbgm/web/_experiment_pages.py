@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ from dialbgm.web._experiment import (
     across_url,
     analyse_experiment,
     experiment_folder,
+    experiment_of,
+    experiment_url,
     figures_css,
-    item_url,
 )
 from dialbgm.web._settings import ViewSettings
 
@@ -46,7 +46,7 @@ def experiment_routes(settings: ViewSettings, page: Page) -> list[Any]:
             return not_found("No experiment folder there.")
         if not item_id:
             return not_found("No item named (?item=ID).")
-        return page("across.html", **across_context(path, key, item_id))  # type: ignore[no-any-return]
+        return page("across.html", **across_context(settings, path, key, item_id))  # type: ignore[no-any-return]
 
     def css(request: Request) -> Response:
         return Response(figures_css(), media_type="text/css")
@@ -74,8 +74,11 @@ def experiment_context(path: Path, key: str) -> dict[str, Any]:
         sections = [(k, title, Markup(html)) for k, title, html in figure_sections(result)]
         warning = data_warning(result.get("data") or [])
     ids = _item_ids(max((c for c in entry.cells if c.readable), key=lambda c: c.n_items or 0, default=None))
+    from dialbgm.web._pages import run_url
+
     return {
         "title": f"Experiment {entry.name}",
+        "run_url": run_url,
         "entry": entry,
         "key": key,
         "sections": sections,
@@ -99,78 +102,79 @@ def _item_ids(cell: Any) -> list[str]:
     return out
 
 
-def across_context(path: Path, key: str, item_id: str) -> dict[str, Any]:
+def across_context(settings: ViewSettings, path: Path, key: str, item_id: str) -> dict[str, Any]:
+    import json
+
     from dialbgm.analysis import experiment_entry, item_across_cells
+    from dialbgm.web._pages import NotFound, index_of, item_url, run_url
+
+    contents: list[Any] = []
+
+    def rows(run_dir: Path, wanted: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        # The run pages' own index of each cell: one item's rows without reading the whole run.
+        try:
+            index = index_of(settings, f"{key}/{run_dir.name}")
+        except NotFound:
+            return None, []
+        row = index.item_row(wanted)
+        if row is None:
+            return None, []
+        if row["content"]:
+            contents.append(json.loads(row["content"]))
+        return index.item_record(row), index.units(wanted)
 
     entry = experiment_entry(path, key)
-    across = item_across_cells(path, item_id)
+    across = item_across_cells(path, item_id, rows=rows)
     human = across.human_ranks
     present = [c for c in across.cells if c.present]
-    item = _data_item(present[0].path if present else None, item_id)
-    captions = {c.id: c.caption for c in item.candidates} if item is not None else {}
+    # The dialogue and captions once, from the first cell whose data file is still the one it read.
+    content = contents[0] if contents else None
+    captions = {c["id"]: c.get("caption") for c in content["candidates"]} if content else {}
     candidates = sorted(human, key=lambda c: (human[c], c)) or sorted(
         {cid for c in present for cid in ((c.item or {}).get("scores") or {})}
     )
     return {
         "title": f"{item_id} across {entry.name}",
+        "experiment_url": experiment_url(key),
         "entry": entry,
         "key": key,
         "item_id": item_id,
         "across": across,
-        "item": item,
+        "item": content,
         "human": human,
         "captions": captions,
         "candidates": candidates,
         "cells": [
             {
                 "c": c,
-                "rel": f"{key}/{c.cell_id}",
                 "url": item_url(f"{key}/{c.cell_id}", item_id),
-                "run_url": f"/run/{key}/{c.cell_id}",
+                "run_url": run_url(f"{key}/{c.cell_id}"),
                 "scores": (c.item or {}).get("scores") or {},
                 "metrics": (c.item or {}).get("metrics") or {},
                 "top": c.top,
             }
             for c in across.cells
         ],
-        "across_url": across_url,
     }
 
 
-# ---------------------------------------------------------------- the item's dialogue and captions
+def across_link(settings: ViewSettings, run_key: str, item_id: str) -> str | None:
+    """The address of ``item_id`` across the cells of the experiment ``run_key`` is a cell of, if any."""
+    found = experiment_of(settings, run_key)
+    return across_url(found[0], item_id) if found else None
 
-_DATA_LOCK = threading.Lock()
-_DATA: dict[tuple[str, int], Any] = {}
 
+def listing_extra(settings: ViewSettings) -> dict[str, Any]:
+    """What the run list adds from the results catalog: the experiments (newest first) and the
+    folders that cannot be shown, each with the reason and what to do."""
+    from dialbgm.analysis import catalog
 
-def _data_item(run_dir: Path | None, item_id: str) -> Any:
-    """The item as the data file holds it, only while that file is the one the run read (an
-    edited file would show other dialogues and captions beside the scores)."""
-    if run_dir is None:
-        return None
-    import json
-
-    from dialbgm.data import load_dataset
-    from dialbgm.errors import DialbgmError
-
-    try:
-        dataset = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("dataset") or {}
-        data_path = Path(dataset["path"])
-        key = (str(data_path), data_path.stat().st_mtime_ns)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    with _DATA_LOCK:
-        ds = _DATA.get(key)
-        if ds is None:
-            try:
-                ds = load_dataset(data_path)
-            except (DialbgmError, OSError):
-                return None
-            _DATA.clear()  # one data file kept: the viewer shows one experiment at a time
-            _DATA[key] = ds
-    if ds.sha256 != dataset.get("sha256"):
-        return None
-    try:
-        return ds.get(item_id)
-    except KeyError:
-        return None
+    entries = catalog(settings.results_dir)
+    return {
+        "experiments": [e for e in entries if e.kind == "experiment"],
+        # The run list already shows (with the reason) the folders holding a manifest.
+        "unreadable": [
+            e for e in entries if e.kind == "run" and not e.readable and not (e.path / "manifest.json").is_file()
+        ],
+        "experiment_url": experiment_url,
+    }

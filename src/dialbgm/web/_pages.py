@@ -142,6 +142,7 @@ def _judge_ranks(scores: dict[str, float]) -> dict[str, int]:
 
 def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, Any]:
     from dialbgm.web._audio import playable
+    from dialbgm.web._experiment_pages import across_link
 
     index = index_of(settings, key)
     row = index.item_row(item_id)
@@ -189,6 +190,7 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
         "by_judge": sorted(candidates, key=lambda c: (c["judge_rank"] is None, c["judge_rank"] or 0, c["id"])),
         "units": [_unit_view(u) for u in units],
         "item_metrics": [(m, (record.get("metrics") or {}).get(m)) for m in METRICS],
+        "across_url": across_link(settings, key, item_id),
     }
 
 
