@@ -138,3 +138,54 @@ def test_nothing_but_experiment_folders_under_the_results_folder(
     r = client(workspace, tmp_path).get(address)
     assert r.status_code == 404
     assert client(workspace, tmp_path).get("/experiment/..%2Felsewhere").status_code == 404
+
+
+OLD = Path(__file__).resolve().parent / "data" / "old_results"
+
+
+def test_every_older_layout_opens_in_the_viewer(tmp_path: Path) -> None:
+    shutil.copytree(OLD, tmp_path / "results")
+    app = create_app(ViewSettings(results_dir=tmp_path / "results", index_dir=tmp_path / "index"))
+    c = starlette_testclient.TestClient(app)
+    listing = c.get("/")
+    assert listing.status_code == 200 and 'data-experiment="experiments/old-demo"' in listing.text
+    for key in ("run-a9e3ba3", "run-9ef60f5", "run-7f3f0bb", "run-4b270d5", "experiments/old-demo/rnd__seed=0"):
+        assert f'data-run="{key}"' in listing.text or key.startswith("experiments/")
+        assert c.get(f"/run/{key}").status_code == 200, key
+        item = c.get(f"/run/{key}/-/item", params={"id": "s002"})
+        assert item.status_code == 200 and 'class="judgement"' in item.text, key
+    exp = c.get("/experiment/experiments/old-demo")
+    assert list(page_sections(exp.text)) == list(FIGURES)
+    across = c.get("/experiment/experiments/old-demo/across", params={"item": "s002"})
+    assert across.text.count('class="cell-card"') == 2 and "this cell has no item" not in across.text
+
+
+def test_the_run_list_names_experiments_and_the_folders_it_cannot_show(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.support.experiments import make_run
+
+    make_experiment(workspace, limit=4, orders=1)
+    make_run(workspace, workspace.results_dir / "fine", limit=3)
+    stopped = make_run(workspace, workspace.results_dir / "stopped", limit=3)
+    for name in ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json"):
+        (stopped / name).unlink()
+    broken = make_run(workspace, workspace.results_dir / "broken", limit=3)
+    (broken / "manifest.json").write_text("{")
+    future = make_run(workspace, workspace.results_dir / "future", limit=3)
+    m = json.loads((future / "manifest.json").read_text())
+    (future / "manifest.json").write_text(json.dumps({**m, "results_format": 7}))
+    text = client(workspace, tmp_path).get("/").text
+    exp_row = re.search(r'<tr data-experiment="experiments/seeds">(.*?)</tr>', text, re.S)
+    assert exp_row is not None and 'href="/experiment/experiments/seeds"' in exp_row.group(1)
+    assert ">4</td>" in exp_row.group(1)  # cells
+    stopped_row = re.search(r'<tr data-folder="stopped">(.*?)</tr>', text, re.S)
+    assert stopped_row is not None and "interrupted" in stopped_row.group(1)
+    assert f"dialbgm eval --resume {stopped}" in stopped_row.group(1)
+    broken_row = re.search(r'<tr data-run="broken">(.*?)</tr>', text, re.S)
+    assert broken_row is not None and "damaged: manifest.json:1: not valid JSON" in broken_row.group(1)
+    future_row = re.search(r'<tr data-run="future">(.*?)</tr>', text, re.S)
+    assert (
+        future_row is not None
+        and "results format 7" in future_row.group(1)
+        and "upgrade dialbgm" in future_row.group(1)
+    )
+    assert 'href="/run/fine"' in text
