@@ -10,7 +10,8 @@ its experiment.
     .venv/bin/python scripts/screenshots.py --out /tmp/shots --item s002
 
 The demo (made in a temporary workspace, offline, in a few seconds) is one run and a four-cell
-experiment of the random judge; ``docs/viewer-item.png`` in the README is its item page.
+experiment of the random judge on the audio sample (its clips composed in code, as ``make setup``
+does); ``--readme`` copies its item page to ``docs/viewer-item.png``, the README's screenshot.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ name = "demo"
 description = "The random judge under three seeds and with four orders: a demo of the viewer."
 baseline = "random__seed=0"
 [data]
-path = "data/sample.jsonl"
-limit = 24
+path = "data/sample-audio.jsonl"
 [judges.random]
 seed = [0, 1, 2]
 [judges.random-orders]
@@ -53,10 +53,15 @@ def make_demo(home: Path) -> Path:
     from dialbgm.run import RunOptions, RunSpec, evaluate, run_cells
 
     ws = Workspace(home)
+    clips = home / "data" / "clips"
+    if not any(clips.glob("*.flac")):  # the audio sample's clips, composed in code (a few seconds)
+        from dialbgm_tools.sample_music import write_clips
+
+        write_clips(clips)
     evaluate(
         ws,
-        RunSpec("random", home / "data" / "sample.jsonl", 24, {"orders": 2}),
-        RunOptions(out_dir=ws.results_dir / "20261202T080000-random-demo"),
+        RunSpec("random", home / "data" / "sample-audio.jsonl", None, {"orders": 2, "shuffle_labels": True}),
+        RunOptions(out_dir=ws.results_dir / "20261202T080000-random-audio-demo"),
     )
     (home / "experiments").mkdir(exist_ok=True)
     (home / "experiments" / "demo.toml").write_text(DEMO_EXPERIMENT, encoding="utf-8")
@@ -67,6 +72,8 @@ def make_demo(home: Path) -> Path:
 def pages(results: Path, item: str | None) -> list[tuple[str, str]]:
     """``(file name, address)`` of each page to capture, found from the results folder."""
     from dialbgm.analysis import catalog
+    from dialbgm.web._experiment import across_url, experiment_url
+    from dialbgm.web._pages import item_url, run_url
 
     entries = [e for e in catalog(results) if e.readable]
     run = next((e for e in entries if e.kind == "run"), None)
@@ -75,15 +82,15 @@ def pages(results: Path, item: str | None) -> list[tuple[str, str]]:
     first_item = item
     if run is not None:
         first_item = first_item or _first_item(run.path)
-        out.append(("run.png", f"/run/{run.rel}"))
-        out.append(("item.png", f"/run/{run.rel}/item/{first_item}"))
+        out.append(("run.png", run_url(run.rel)))
+        out.append(("item.png", item_url(run.rel, first_item)))
     if exp is not None:
         cell = exp.cells[0]
         exp_item = item or _first_item(cell.path)
-        out.append(("experiment.png", f"/experiment/{exp.rel}"))
-        out.append(("across.png", f"/experiment/{exp.rel}/across?item={exp_item}"))
+        out.append(("experiment.png", experiment_url(exp.rel)))
+        out.append(("across.png", across_url(exp.rel, exp_item)))
         if run is None:
-            out.append(("item.png", f"/run/{cell.rel}/item/{exp_item}"))
+            out.append(("item.png", item_url(cell.rel, exp_item)))
     return out
 
 
@@ -120,15 +127,20 @@ def shoot(results: Path, out: Path, item: str | None, width: int) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, help="a results folder (default: a demo made with the random judge)")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="where the PNGs go")
+    ap.add_argument("--out", type=Path, default=Path("screenshots"), help="where the PNGs go (default: ./screenshots)")
+    ap.add_argument("--readme", action="store_true", help="also copy the item page to docs/viewer-item.png")
     ap.add_argument("--item", help="the item to show (default: each run's first)")
     ap.add_argument("--width", type=int, default=1280, help="viewport width in CSS pixels")
     args = ap.parse_args()
     if args.results is not None:
-        shoot(args.results.resolve(), args.out, args.item, args.width)
-        return
-    with tempfile.TemporaryDirectory() as home:
-        shoot(make_demo(Path(home)), args.out, args.item, args.width)
+        written = shoot(args.results.resolve(), args.out, args.item, args.width)
+    else:
+        with tempfile.TemporaryDirectory() as home:
+            written = shoot(make_demo(Path(home)), args.out, args.item, args.width)
+    if args.readme:
+        item = next(p for p in written if p.name == "item.png")
+        shutil.copyfile(item, ROOT / "docs" / "viewer-item.png")
+        print(f"{ROOT / 'docs' / 'viewer-item.png'}: the README's screenshot")
 
 
 if __name__ == "__main__":

@@ -106,9 +106,12 @@ def across_context(settings: ViewSettings, path: Path, key: str, item_id: str) -
     import json
 
     from dialbgm.analysis import experiment_entry, item_across_cells
-    from dialbgm.web._pages import NotFound, index_of, item_url, run_url
+    from dialbgm.web._audio import playable
+    from dialbgm.web._index import data_path_of
+    from dialbgm.web._pages import NotFound, audio_url, index_of, item_url, run_url
 
     contents: list[Any] = []
+    audio: dict[str, str] = {}
 
     def rows(run_dir: Path, wanted: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         # The run pages' own index of each cell: one item's rows without reading the whole run.
@@ -119,8 +122,14 @@ def across_context(settings: ViewSettings, path: Path, key: str, item_id: str) -
         row = index.item_row(wanted)
         if row is None:
             return None, []
-        if row["content"]:
+        if row["content"] and not contents:
             contents.append(json.loads(row["content"]))
+            # The clips as the first cell with the data file had them (the run pages' own rule
+            # of which files may be served).
+            data_path = data_path_of(index.meta()["manifest"])
+            for cand in contents[0]["candidates"]:
+                if playable(index, data_path.parent if data_path else None, wanted, cand["id"]):
+                    audio[cand["id"]] = audio_url(f"{key}/{run_dir.name}", wanted, cand["id"])
         return index.item_record(row), index.units(wanted)
 
     entry = experiment_entry(path, key)
@@ -143,6 +152,7 @@ def across_context(settings: ViewSettings, path: Path, key: str, item_id: str) -
         "item": content,
         "human": human,
         "captions": captions,
+        "audio": audio,
         "candidates": candidates,
         "cells": [
             {
