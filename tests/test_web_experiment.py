@@ -151,7 +151,11 @@ def test_every_older_layout_opens_in_the_viewer(tmp_path: Path) -> None:
     assert listing.status_code == 200 and 'data-experiment="experiments/old-demo"' in listing.text
     for key in ("run-a9e3ba3", "run-9ef60f5", "run-7f3f0bb", "run-4b270d5", "experiments/old-demo/rnd__seed=0"):
         assert f'data-run="{key}"' in listing.text or key.startswith("experiments/")
-        assert c.get(f"/run/{key}").status_code == 200, key
+        run = c.get(f"/run/{key}")
+        assert run.status_code == 200, key
+        # What an older folder lacks is on its page; today's layout has nothing to say.
+        assert ('id="folder-notes"' in run.text) == (key != "run-4b270d5"), key
+        assert ("every judgement is shown as order 0" in run.text) == (key == "run-a9e3ba3"), key
         item = c.get(f"/run/{key}/-/item", params={"id": "s002"})
         assert item.status_code == 200 and 'class="judgement"' in item.text, key
     exp = c.get("/experiment/experiments/old-demo")

@@ -83,6 +83,8 @@ def _bias_bars(test: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_context(settings: ViewSettings, key: str, params: dict[str, str], others: list[Any]) -> dict[str, Any]:
+    from dialbgm.analysis import read_run_folder
+
     index = index_of(settings, key)
     meta = index.meta()
     manifest, metrics = meta["manifest"], meta["metrics"]
@@ -95,6 +97,7 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
     config = manifest.get("config") or {}
     return {
         "title": f"{(config.get('judge') or {}).get('name', '')} · {key}",
+        "folder": read_run_folder(index.run_dir),
         "key": key,
         "run_url": run_url(key),
         "manifest": manifest,
