@@ -106,3 +106,13 @@ def page(browser: Any) -> Iterator[Any]:
         yield p
     finally:
         context.close()
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Tests that open the browser run last: once the session's browser is open, Playwright keeps
+    an event loop running in the main thread, and a later test's run (``asyncio.run``) would fail
+    there. (Imported by tests/conftest.py, which makes it a hook.)"""
+    uses = [i for i in items if {"browser", "page"} & set(getattr(i, "fixturenames", ()))]
+    if uses:
+        later = set(uses)
+        items[:] = [i for i in items if i not in later] + uses

@@ -8,12 +8,13 @@ pick is :func:`dialbgm.analysis.top_choice`, the order effect per item is
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from dialbgm.metrics import METRICS
-from dialbgm.web._index import jsonl_ranges
+from dialbgm.web._index import jsonl_lines, jsonl_ranges
 
 
 def _judgement(u: dict[str, Any]) -> Any:
@@ -41,8 +42,18 @@ def _consistency(units: list[dict[str, Any]]) -> float | None:
         return None  # a malformed judgement: no flag rather than a wrong one
 
 
+# The runner writes units with json.dumps' default separators; a key outside any string is
+# written `"key": ` (a quote inside a string is always escaped), and a unit's own item_id and
+# sample are its only keys of those names. A line these do not match is parsed whole.
+_ITEM_ID = re.compile(rb'"item_id": ("(?:[^"\\]|\\.)*")')
+_SAMPLE = re.compile(rb'"sample": (\d+)[,}]')
+
+
 def _units_pass(con: sqlite3.Connection, path: Path) -> dict[str, float | None]:
-    """Byte ranges of each item's (consecutive) units; the order consistency of each item."""
+    """Byte ranges of each item's (consecutive) units; the order consistency of each item.
+
+    The consistency reads sample 0 of each order only (:func:`position_consistency`'s rule), so
+    the other samples' lines are never parsed: only their item id is read, for the ranges."""
     consistency: dict[str, float | None] = {}
     ranges: list[tuple[str, int, int]] = []
     current: str | None = None
@@ -50,11 +61,20 @@ def _units_pass(con: sqlite3.Connection, path: Path) -> dict[str, float | None]:
 
     def close() -> None:
         if current is not None:
-            # Only what the flag needs is kept of each unit, one item at a time.
             consistency[current] = _consistency(group)
 
-    for off, n, u in jsonl_ranges(path):
-        item_id = str(u.get("item_id"))
+    token, item_id = b"", ""
+    for off, n, line in jsonl_lines(path):
+        m, s = _ITEM_ID.search(line), _SAMPLE.search(line)
+        u: dict[str, Any] | None = None
+        if m is not None and s is not None:
+            if m.group(1) != token:  # an item's units are consecutive: decoded once per item
+                token, item_id = m.group(1), str(json.loads(m.group(1)))
+            if int(s.group(1)) == 0:
+                u = _parse(path, off, line)
+        else:
+            u = _parse(path, off, line)
+            item_id = str(u.get("item_id"))
         if item_id != current:
             close()
             current, group = item_id, []
@@ -62,10 +82,24 @@ def _units_pass(con: sqlite3.Connection, path: Path) -> dict[str, float | None]:
         else:
             last = ranges[-1]
             ranges[-1] = (last[0], last[1], last[2] + n)
-        group.append({k: u.get(k) for k in ("item_id", "order_index", "sample", "shown", "scores", "status")})
+        if u is not None and int(u.get("sample") or 0) == 0:
+            # Only what the flag needs is kept of each unit, one item at a time.
+            group.append({k: u.get(k) for k in ("item_id", "order_index", "sample", "shown", "scores", "status")})
     close()
     con.executemany("INSERT INTO unit_ranges VALUES (?, ?, ?)", ranges)
     return consistency
+
+
+def _parse(path: Path, off: int, line: bytes) -> dict[str, Any]:
+    from dialbgm.errors import ResultsError
+
+    try:
+        row = json.loads(line)
+    except ValueError as e:
+        raise ResultsError(f"{path}: the line at byte {off} is not valid JSON ({e})") from None
+    if not isinstance(row, dict):
+        raise ResultsError(f"{path}: the line at byte {off} is not a JSON object")
+    return row
 
 
 def _content(manifest: dict[str, Any], data_path: Path | None) -> tuple[dict[str, Any], str | None]:

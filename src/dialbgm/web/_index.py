@@ -15,6 +15,7 @@ file and renamed into place, so a reader never sees half an index.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -157,40 +158,83 @@ def data_path_of(manifest: dict[str, Any]) -> Path | None:
 
 
 _locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+_failures: dict[str, tuple[str, BaseException]] = {}
+_guard = threading.Lock()
 
 
-def open_index(run_dir: Path, index_root: Path) -> RunIndex:
-    """The index of ``run_dir``, built now if there is none or the run's files changed since."""
-    from dialbgm.web._build import build
+def open_index(run_dir: Path, index_root: Path, *, wait: bool = True) -> RunIndex | None:
+    """The index of ``run_dir``, built if there is none or the run's files changed since.
 
+    With ``wait=False``, an index still to be built is built in a background thread and None is
+    returned at once (a page then says so and refreshes); a build that failed raises here."""
     run_dir = run_dir.resolve()
     manifest = _manifest(run_dir)
     data_path = data_path_of(manifest)
     sig = signature(run_dir, data_path)
     name = hashlib.sha256(str(run_dir).encode()).hexdigest()[:24]
     db_path = index_root / f"{name}.sqlite"
-    with _locks_guard:
+    index = RunIndex(run_dir, db_path)
+    if _signature_of(db_path) == sig:
+        return index
+    with _guard:
         lock = _locks.setdefault(name, threading.Lock())
+        failed = _failures.get(name)
+    if failed is not None and failed[0] == sig:
+        raise failed[1]
+    if wait:
+        _build_once(lock, name, sig, index_root, run_dir, manifest, data_path)
+        return index
+    if not lock.locked():
+        threading.Thread(
+            target=_build_quietly,
+            args=(lock, name, sig, index_root, run_dir, manifest, data_path),
+            name=f"dialbgm-index-{name[:8]}",
+            daemon=True,
+        ).start()
+    return None
+
+
+def _build_quietly(*args: Any) -> None:
+    # The failure is kept (_failures) and raised to the next page that asks for this index.
+    with contextlib.suppress(Exception):
+        _build_once(*args)
+
+
+def _build_once(
+    lock: threading.Lock,
+    name: str,
+    sig: str,
+    index_root: Path,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    data_path: Path | None,
+) -> None:
+    from dialbgm.web._build import build
+
+    db_path = index_root / f"{name}.sqlite"
     with lock:
-        if _signature_of(db_path) != sig:
-            index_root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=index_root, prefix=f".{name}-", suffix=".tmp")
-            os.close(fd)
+        if _signature_of(db_path) == sig:
+            return  # built by another request meanwhile
+        index_root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=index_root, prefix=f".{name}-", suffix=".tmp")
+        os.close(fd)
+        try:
+            con = sqlite3.connect(tmp)
             try:
-                con = sqlite3.connect(tmp)
-                try:
-                    con.executescript(_SCHEMA)
-                    build(con, run_dir, manifest, data_path)
-                    con.execute("INSERT INTO meta VALUES ('signature', ?)", (json.dumps(sig),))
-                    con.commit()
-                finally:
-                    con.close()
-                os.replace(tmp, db_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-    return RunIndex(run_dir, db_path)
+                con.executescript(_SCHEMA)
+                build(con, run_dir, manifest, data_path)
+                con.execute("INSERT INTO meta VALUES ('signature', ?)", (json.dumps(sig),))
+                con.commit()
+            finally:
+                con.close()
+            os.replace(tmp, db_path)
+        except BaseException as e:
+            Path(tmp).unlink(missing_ok=True)
+            with _guard:
+                _failures[name] = (sig, e)
+            raise
+        with _guard:
+            _failures.pop(name, None)
 
 
 def _signature_of(db_path: Path) -> str | None:
@@ -222,3 +266,13 @@ def jsonl_ranges(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
                     raise ResultsError(f"{path}:{lineno}: expected a JSON object per line")
                 yield off, n, row
             off += n
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """Each non-blank line of a JSON-lines file as bytes, with its byte offset and length."""
+    off = 0
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield off, len(line), line
+            off += len(line)

@@ -47,7 +47,21 @@ def find_run(settings: ViewSettings, key: str) -> Path:
 
 
 def index_of(settings: ViewSettings, key: str) -> RunIndex:
-    return open_index(find_run(settings, key), settings.index_root())
+    index = open_index(find_run(settings, key), settings.index_root())
+    assert index is not None  # waited for
+    return index
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    from dialbgm.errors import ResultsError
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"{path}: cannot be read ({e})") from None
+    if not isinstance(obj, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    return obj
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,21 +97,31 @@ def _bias_bars(test: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_context(settings: ViewSettings, key: str, params: dict[str, str], others: list[Any]) -> dict[str, Any]:
+    """The run page. Its head (metrics, attrition, bias) comes from the run's small files; the item
+    list from the index, which a first visit builds in the background (the page says so, and
+    reloads itself until it is there)."""
     from dialbgm.analysis import read_run_folder
+    from dialbgm.storage import redact
 
-    index = index_of(settings, key)
-    meta = index.meta()
-    manifest, metrics = meta["manifest"], meta["metrics"]
+    folder = find_run(settings, key)
+    index = open_index(folder, settings.index_root(), wait=False)
+    if index is None:
+        manifest = redact(_read_json(folder / "manifest.json"))
+        metrics, data_note, page = _read_json(folder / "metrics.json"), None, None
+    else:
+        meta = index.meta()
+        manifest, metrics, data_note = meta["manifest"], meta["metrics"], meta.get("data_note")
     query = ItemQuery.from_params(params)
     flipped, flip_note = None, None
-    if query.show == "flipped":
-        flipped, flip_note = _flips(settings, index, manifest, query.other)
-    page = list_items(index, query, flipped)
+    if index is not None:
+        if query.show == "flipped":
+            flipped, flip_note = _flips(settings, index, manifest, query.other)
+        page = list_items(index, query, flipped)
     bias = metrics.get("bias") or {}
     config = manifest.get("config") or {}
     return {
         "title": f"{(config.get('judge') or {}).get('name', '')} · {key}",
-        "folder": read_run_folder(index.run_dir),
+        "folder_state": read_run_folder(folder),
         "key": key,
         "run_url": run_url(key),
         "manifest": manifest,
@@ -108,10 +132,10 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
         "by_position": _bias_bars(bias.get("top1_by_position")),
         "by_label": _bias_bars(bias.get("top1_by_label")),
         "config_text": json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True),
-        "data_note": meta.get("data_note"),
+        "data_note": data_note,
         "query": query,
         "page": page,
-        "item_urls": {r["item_id"]: item_url(key, r["item_id"]) for r in page.rows},
+        "item_urls": {r["item_id"]: item_url(key, r["item_id"]) for r in page.rows} if page else {},
         "shows": SHOWS,
         "sorts": SORTS,
         "others": [o for o in others if o.key != key and not o.problem],
