@@ -115,6 +115,12 @@ def shoot(results: Path, out: Path, item: str | None, width: int) -> list[Path]:
             for name, address in pages(results, item):
                 response = page.goto(base + address)
                 page.wait_for_load_state("networkidle")
+                for _ in range(60):  # a run's first visit indexes it; the page reloads itself when done
+                    if page.locator("#indexing").count() == 0:
+                        break
+                    page.wait_for_timeout(500)
+                    response = page.reload()
+                    page.wait_for_load_state("networkidle")
                 status = response.status if response is not None else "?"
                 path = out / name
                 page.screenshot(path=str(path), full_page=True)

@@ -39,9 +39,14 @@ def experiment_of(settings: ViewSettings, run_key: str) -> tuple[str, str] | Non
     path = experiment_folder(settings, exp_key)
     if path is None:
         return None
-    from dialbgm.analysis import experiment_entry
+    import json
 
-    cells = {c.name for c in experiment_entry(path, exp_key).cells}
+    # The spec alone (every item page asks): not each cell's files.
+    try:
+        spec = json.loads((path / SPEC_FILE).read_text(encoding="utf-8"))
+        cells = {str(c["cell_id"]) for c in spec["cells"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     return (exp_key, parts[-1]) if parts[-1] in cells else None
 
 
