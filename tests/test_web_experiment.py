@@ -98,6 +98,10 @@ def test_an_item_across_cells_side_by_side(workspace: Workspace, tmp_path: Path)
         assert f'<strong class="top-pick">{top}</strong>' in card
         assert card.count('class="judgement"') == (1 if cid == "short" else 2)
         assert f'href="/run/experiments/seeds/{cid.replace("=", "%3D")}/-/item?id=s002"' in card
+    cell_page = c.get("/run/experiments/seeds/short").text
+    assert 'id="in-experiment"' in cell_page and 'href="/experiment/experiments/seeds"' in cell_page
+    item_page = c.get("/run/experiments/seeds/short/-/item", params={"id": "s002"}).text
+    assert 'id="across" href="/experiment/experiments/seeds/across?item=s002"' in item_page
     r = c.get("/experiment/experiments/seeds/across", params={"item": "s005"})
     short = dict(re.findall(r'<section class="cell-card" data-cell="([^"]+)">(.*?)</section>', r.text, re.S))["short"]
     assert "this cell has no item s005" in short

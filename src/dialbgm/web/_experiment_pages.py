@@ -168,6 +168,12 @@ def across_context(settings: ViewSettings, path: Path, key: str, item_id: str) -
     }
 
 
+def experiment_link(settings: ViewSettings, run_key: str) -> dict[str, str] | None:
+    """``{"url", "key", "cell"}`` of the experiment the run ``run_key`` is a cell of, if any."""
+    found = experiment_of(settings, run_key)
+    return {"url": experiment_url(found[0]), "key": found[0], "cell": found[1]} if found else None
+
+
 def across_link(settings: ViewSettings, run_key: str, item_id: str) -> str | None:
     """The address of ``item_id`` across the cells of the experiment ``run_key`` is a cell of, if any."""
     found = experiment_of(settings, run_key)

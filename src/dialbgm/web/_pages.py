@@ -102,6 +102,7 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
     reloads itself until it is there)."""
     from dialbgm.analysis import read_run_folder
     from dialbgm.storage import redact
+    from dialbgm.web._experiment_pages import experiment_link
 
     folder = find_run(settings, key)
     index = open_index(folder, settings.index_root(), wait=False)
@@ -122,6 +123,7 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
     return {
         "title": f"{(config.get('judge') or {}).get('name', '')} · {key}",
         "folder_state": read_run_folder(folder),
+        "in_experiment": experiment_link(settings, key),
         "key": key,
         "run_url": run_url(key),
         "manifest": manifest,
