@@ -108,4 +108,3 @@ def page(browser: Any) -> Iterator[Any]:
         yield p
     finally:
         context.close()
-
