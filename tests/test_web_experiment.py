@@ -22,7 +22,7 @@ starlette_testclient = pytest.importorskip("starlette.testclient")
 
 def client(ws: Workspace, tmp_path: Path) -> Any:
     app = create_app(ViewSettings(results_dir=ws.results_dir, index_dir=tmp_path / "index"))
-    return starlette_testclient.TestClient(app)
+    return starlette_testclient.TestClient(app, base_url="http://127.0.0.1")  # the app answers only on loopback names
 
 
 def report_sections(html: str) -> dict[str, str]:
@@ -150,7 +150,7 @@ OLD = Path(__file__).resolve().parent / "data" / "old_results"
 def test_every_older_layout_opens_in_the_viewer(tmp_path: Path) -> None:
     shutil.copytree(OLD, tmp_path / "results")
     app = create_app(ViewSettings(results_dir=tmp_path / "results", index_dir=tmp_path / "index"))
-    c = starlette_testclient.TestClient(app)
+    c = starlette_testclient.TestClient(app, base_url="http://127.0.0.1")  # the app answers only on loopback names
     listing = c.get("/")
     assert listing.status_code == 200 and 'data-experiment="experiments/old-demo"' in listing.text
     for key in ("run-a9e3ba3", "run-9ef60f5", "run-7f3f0bb", "run-4b270d5", "experiments/old-demo/rnd__seed=0"):
@@ -189,7 +189,7 @@ def test_the_run_list_names_experiments_and_the_folders_it_cannot_show(workspace
     assert stopped_row is not None and "interrupted" in stopped_row.group(1)
     assert f"dialbgm eval --resume {stopped}" in stopped_row.group(1)
     broken_row = re.search(r'<tr data-run="broken">(.*?)</tr>', text, re.S)
-    assert broken_row is not None and "damaged: manifest.json:1: not valid JSON" in broken_row.group(1)
+    assert broken_row is not None and "cannot be read: manifest.json:1: not valid JSON" in broken_row.group(1)
     future_row = re.search(r'<tr data-run="future">(.*?)</tr>', text, re.S)
     assert (
         future_row is not None

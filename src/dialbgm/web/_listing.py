@@ -42,7 +42,7 @@ def run_entry(settings: ViewSettings, folder: Path) -> RunEntry:
     key = folder.relative_to(settings.results_dir).as_posix()
     verdict = read_run_folder(folder)  # the one reader of which folders can be read, and why not
     if not verdict.readable:
-        why = f"{verdict.state}: {verdict.reason}" + (f" — {verdict.hint}" if verdict.hint else "")
+        why = f"cannot be read: {verdict.reason}" + (f" — {verdict.hint}" if verdict.hint else "")
         return RunEntry(key, "", "", "", None, None, None, problem=why)
     try:
         manifest = _read(folder / "manifest.json")
