@@ -90,15 +90,21 @@ def experiment_context(path: Path, key: str) -> dict[str, Any]:
 
 
 def _item_ids(cell: Any) -> list[str]:
+    """The item ids of a cell, for the follow box: read from the head of each items.jsonl row
+    (its first field), not by parsing rows that can hold every judgement of a long run."""
     if cell is None:
         return []
     import json
+    import re
 
+    head = re.compile(r'\{"item_id": ("(?:[^"\\]|\\.)*")')
     out = []
     with (cell.path / "items.jsonl").open(encoding="utf-8", newline="\n") as f:
         for line in f:
-            if line.strip():
-                out.append(str(json.loads(line)["item_id"]))
+            if not line.strip():
+                continue
+            m = head.match(line)
+            out.append(str(json.loads(m.group(1)) if m else json.loads(line)["item_id"]))
     return out
 
 
