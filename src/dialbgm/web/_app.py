@@ -31,6 +31,7 @@ def create_app(settings: ViewSettings) -> Any:
 
     from dialbgm.errors import DialbgmError
     from dialbgm.web._audio import playable
+    from dialbgm.web._experiment_pages import experiment_routes, listing_extra
     from dialbgm.web._index import data_path_of
     from dialbgm.web._listing import list_runs
     from dialbgm.web._pages import NotFound, index_of, item_context, run_context
@@ -43,7 +44,8 @@ def create_app(settings: ViewSettings) -> Any:
 
     async def runs_page(request: Request) -> Response:
         runs = await run_in_threadpool(list_runs, settings)
-        return page("runs.html", title="Runs", results_dir=str(settings.results_dir), runs=runs)
+        more = await run_in_threadpool(listing_extra, settings)
+        return page("runs.html", title="Runs", results_dir=str(settings.results_dir), runs=runs, **more)
 
     async def run_page(request: Request) -> Response:
         key = request.path_params["key"]
@@ -93,6 +95,7 @@ def create_app(settings: ViewSettings) -> Any:
         Route("/run/{key:path}/-/item", item_page, name="item"),
         Route("/run/{key:path}/-/audio", audio, name="audio"),
         Route("/run/{key:path}", run_page, name="run"),
+        *experiment_routes(settings, page),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})

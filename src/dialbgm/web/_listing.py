@@ -37,7 +37,13 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def run_entry(settings: ViewSettings, folder: Path) -> RunEntry:
+    from dialbgm.analysis import read_run_folder
+
     key = folder.relative_to(settings.results_dir).as_posix()
+    verdict = read_run_folder(folder)  # the one reader of which folders can be read, and why not
+    if not verdict.readable:
+        why = f"cannot be read: {verdict.reason}" + (f" — {verdict.hint}" if verdict.hint else "")
+        return RunEntry(key, "", "", "", None, None, None, problem=why)
     try:
         manifest = _read(folder / "manifest.json")
         metrics = _read(folder / "metrics.json")

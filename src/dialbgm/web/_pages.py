@@ -100,7 +100,9 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
     """The run page. Its head (metrics, attrition, bias) comes from the run's small files; the item
     list from the index, which a first visit builds in the background (the page says so, and
     reloads itself until it is there)."""
+    from dialbgm.analysis import read_run_folder
     from dialbgm.storage import redact
+    from dialbgm.web._experiment_pages import experiment_link
 
     folder = find_run(settings, key)
     index = open_index(folder, settings.index_root(), wait=False)
@@ -120,6 +122,8 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
     config = manifest.get("config") or {}
     return {
         "title": f"{(config.get('judge') or {}).get('name', '')} · {key}",
+        "folder_state": read_run_folder(folder),
+        "in_experiment": experiment_link(settings, key),
         "key": key,
         "run_url": run_url(key),
         "manifest": manifest,
@@ -167,6 +171,7 @@ def _judge_ranks(scores: dict[str, float]) -> dict[str, int]:
 
 def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, Any]:
     from dialbgm.web._audio import playable
+    from dialbgm.web._experiment_pages import across_link
 
     index = index_of(settings, key)
     row = index.item_row(item_id)
@@ -217,6 +222,7 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
         "by_judge": sorted(candidates, key=lambda c: (c["judge_rank"] is None, c["judge_rank"] or 0, c["id"])),
         "units": [_unit_view(u) for u in units],
         "item_metrics": [(m, (record.get("metrics") or {}).get(m)) for m in METRICS],
+        "across_url": across_link(settings, key, item_id),
     }
 
 
