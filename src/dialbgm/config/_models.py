@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 Mode = Literal["listwise", "pointwise"]
 Context = Literal["full", "summary"]
-Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
+Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "embedding_api"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri", "audio_url"]

@@ -42,13 +42,14 @@ def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
     accepted = [f for f in offered if f in AUDIO_FORMATS]
     if not accepted:
         why = (
-            "takes no audio (capabilities.audio_formats is empty)"
+            f"takes no audio (providers/{provider.name}.toml: capabilities.audio_formats is empty)"
             if not offered
             else f"takes only {', '.join(offered)}, none of which dialbgm can encode ({', '.join(AUDIO_FORMATS)})"
         )
         raise ConfigError(
-            f"judge {judge.name!r}: input = {judge.input!r} sends audio, but provider {provider.name!r} {why}; "
-            "use an audio judge (gpt-4o-audio, gemini-2.5-flash-audio, qwen-omni-audio) or input = caption"
+            f"judge {judge.name!r} (judges/{judge.name}.toml): input = {judge.input!r} sends audio, but provider "
+            f"{provider.name!r} {why}; use an audio judge (gpt-4o-audio, gemini-2.5-flash-audio, qwen-omni-audio, "
+            "vllm-qwen2-audio, ...) or input = caption"
         )
     if judge.audio_format:
         if judge.audio_format not in accepted:
