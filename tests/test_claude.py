@@ -94,7 +94,9 @@ def test_audio_on_claude_is_refused_naming_the_judge_and_the_provider_file(
     assert "provider 'anthropic' takes no audio (providers/anthropic.toml: capabilities.audio_formats is empty)" in (
         message
     )
-    out = CliRunner().invoke(app, ["render", "-j", "claude-sonnet-4-5", "-i", "a001", "--data", str(data), "--set", f"input={mode}"])
+    out = CliRunner().invoke(
+        app, ["render", "-j", "claude-sonnet-4-5", "-i", "a001", "--data", str(data), "--set", f"input={mode}"]
+    )
     assert out.exit_code == 2 and "providers/anthropic.toml" in out.output
 
 

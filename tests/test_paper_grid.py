@@ -37,9 +37,7 @@ def test_the_paper_grid_crosses_the_figures_factors(workspace: Workspace) -> Non
     assert exp.baseline == "random" and len(cells) == 73
 
 
-def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(
-    workspace: Workspace, tmp_path: Path
-) -> None:
+def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(workspace: Workspace, tmp_path: Path) -> None:
     (workspace.root / "experiments").mkdir(exist_ok=True)
     shutil.copy(ROOT / "experiments" / "paper-grid.toml", workspace.root / "experiments" / "paper-grid.toml")
     write_clips(workspace.root / "data" / "clips")  # the audio sample's clips, as make setup renders them
@@ -53,8 +51,11 @@ def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(
             rows[cols[0]] = cols
     assert set(rows) >= {c.cell_id for c in exp.cells}
     for cell in exp.cells:
-        cell_id, model, calls, cached, to_call, tokens, cost = rows[cell.cell_id]
-        assert (calls, cached) == (("0", "0") if cell.judge == "random" else ("12", "0")), cell.cell_id
+        _, model, calls, cached, to_call, tokens, cost = rows[cell.cell_id]
+        assert model, cell.cell_id
+        assert (calls, cached, to_call) == (("0", "0", "0") if cell.judge == "random" else ("12", "0", "12")), (
+            cell.cell_id
+        )
         assert re.fullmatch(r"~[\d,]+", tokens) and (cost == "unknown" or cost.startswith("$")), cell.cell_id
     # Priced where the table has the model; audio input and self-hosted models are not priced.
     assert rows["gpt-4o__context=full__cot=false"][6].startswith("$")

@@ -154,12 +154,18 @@ def test_the_dialect_is_part_of_the_key_and_of_the_recorded_config(workspace: Wo
 def test_a_dialect_the_provider_does_not_accept_is_refused_before_any_call(
     workspace: Workspace, audio_data: Path
 ) -> None:
-    with pytest.raises(ConfigError, match=r"audio_dialect = 'audio_url', but provider 'openai-audio' accepts input_audio"):
+    with pytest.raises(
+        ConfigError, match=r"audio_dialect = 'audio_url', but provider 'openai-audio' accepts input_audio"
+    ):
         prepare(workspace, "gpt-4o-audio", audio_data, limit=1, overrides={"audio_dialect": "audio_url"})
-    with pytest.raises(ConfigError, match=r"audio_dialect: must be one of input_audio, input_audio_data_uri, audio_url"):
+    with pytest.raises(
+        ConfigError, match=r"audio_dialect: must be one of input_audio, input_audio_data_uri, audio_url"
+    ):
         load_judge(workspace, "vllm-qwen2-audio", {"audio_dialect": "audio_base64"})
     path = workspace.providers_dir / "vllm.toml"
-    path.write_text(path.read_text().replace('audio_dialects = ["input_audio", "audio_url"]', 'audio_dialects = ["url"]'))
+    path.write_text(
+        path.read_text().replace('audio_dialects = ["input_audio", "audio_url"]', 'audio_dialects = ["url"]')
+    )
     with pytest.raises(ConfigError, match=r"vllm.toml: capabilities.audio_dialects: 'url' is not a dialect"):
         load_provider(workspace, "vllm")
 
@@ -175,13 +181,17 @@ def test_the_providers_limits_are_refused_before_any_call(
         with pytest.raises(ConfigError, match=r"audio_format = 'mp3', but provider 'vllm' accepts wav, flac"):
             run_eval(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"audio_format": "mp3"})
         # Longer clips than the model takes whole: the window, and the whole clip.
-        with pytest.raises(ConfigError, match=r"sends 40 s of each clip, but provider 'vllm' takes clips of at most 30 s"):
+        with pytest.raises(
+            ConfigError, match=r"sends 40 s of each clip, but provider 'vllm' takes clips of at most 30 s"
+        ):
             run_eval(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"audio_seconds": 40.0})
         with pytest.raises(ConfigError, match=r"the whole clip \(audio_seconds = 0\)"):
             prepare(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"audio_seconds": 0.0})
         # More clips per request than the server was started to take (--limit-mm-per-prompt).
         path.write_text(path.read_text().replace("max_audio_clips = 4", "max_audio_clips = 2"))
-        with pytest.raises(ConfigError, match=r"sample-audio.jsonl:1: item 'a001' .*4 clips, over the 2 of provider 'vllm'"):
+        with pytest.raises(
+            ConfigError, match=r"sample-audio.jsonl:1: item 'a001' .*4 clips, over the 2 of provider 'vllm'"
+        ):
             run_eval(workspace, "vllm-qwen2-audio", audio_data, limit=1)
         # One clip per call fits.
         res = run_eval(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"mode": "pointwise"})
@@ -215,8 +225,11 @@ def test_another_model_is_a_changed_model_name(workspace: Workspace, audio_data:
         run_eval(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides=over)
         (body,) = server.requests
     assert body["model"] == "fixie-ai/ultravox-v0_5-llama-3_2-1b"
-    assert prepare(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides=over).keys[0] != (
-        prepare(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"api_base": server.base_url}).keys[0]
+    assert (
+        prepare(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides=over).keys[0]
+        != (
+            prepare(workspace, "vllm-qwen2-audio", audio_data, limit=1, overrides={"api_base": server.base_url}).keys[0]
+        )
     )
 
 

