@@ -48,7 +48,11 @@ HASH_GPT4O_FEWSHOT = "8677430dd5ae0a6c154837b18262912c0a53001b05bd8df0e576e5e6f2
 SAMPLE = Path("data/sample.jsonl")  # relative, as a user types it: the config records the path as given
 
 BUILTIN_JUDGES = {
+    "claude-sonnet-4-5",
     "embedding",
+    "embedding-e5",
+    "embedding-gemini",
+    "embedding-openai",
     "gemini-2.5-flash",
     "gemini-2.5-flash-audio",
     "gemini-2.5-pro",
@@ -60,6 +64,10 @@ BUILTIN_JUDGES = {
     "qwen-omni",
     "qwen-omni-audio",
     "random",
+    "vllm-phi-4-multimodal",
+    "vllm-qwen2-audio",
+    "vllm-qwen2.5-7b",
+    "vllm-qwen2.5-omni",
 }
 
 
@@ -191,7 +199,8 @@ def test_relative_paths_resolve_against_the_layer_of_their_file(workspace: Works
 
 def test_missing_names_list_where_they_were_looked_for(tmp_path: Path) -> None:
     ws = Workspace(_marked(tmp_path / "w"), builtin=ROOT)
-    with pytest.raises(ConfigError, match=r"no judge 'nope' \(looked for .*w/judges/nope.toml and .*known: embedding"):
+    looked = r"no judge 'nope' \(looked for .*w/judges/nope.toml and .*known: [^;]*\bembedding\b"
+    with pytest.raises(ConfigError, match=looked):
         load_judge(ws, "nope")
     with pytest.raises(ConfigError, match=r"no template 'nope' in .*known: .*weighted_criteria"):
         ws.template_dir("nope")

@@ -201,7 +201,10 @@ def test_provider_settings_that_change_answers_change_the_hash_and_throughput_on
     text = path.read_text()
     path.write_text(text.replace("concurrency = 1", "concurrency = 3"))
     assert quick_identity(workspace, "embedding", sample_path, None, None).config_hash == base
-    path.write_text(text.replace('embedding_model = "all-MiniLM-L6-v2-int8"', 'embedding_model = "other"'))
+    # Another model (an unknown name is refused, not answered by MiniLM: tests/test_embedders.py).
+    path.write_text(
+        text.replace('embedding_model = "all-MiniLM-L6-v2-int8"', 'embedding_model = "multilingual-e5-small-q4"')
+    )
     assert quick_identity(workspace, "embedding", sample_path, None, None).config_hash != base
     judge = workspace.judges_dir / "embedding.toml"
     path.write_text(text)

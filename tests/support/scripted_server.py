@@ -59,6 +59,21 @@ def _gemini_body(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _anthropic_body(reply: Reply, body: dict[str, Any], n: int) -> dict[str, Any]:
+    """A reply as Anthropic's Messages API gives it (POST /v1/messages)."""
+    stop = {"stop": "end_turn", "length": "max_tokens"}.get(reply.finish_reason, "end_turn")
+    return {
+        "id": f"msg_{n}",
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model or body.get("model", "scripted"),
+        "content": [{"type": "text", "text": reply.content}],
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 100, "output_tokens": 20},
+    }
+
+
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 resets connections when 64 clients connect at once.
     request_queue_size = 512
@@ -116,6 +131,9 @@ class ScriptedOpenAIServer:
                     return
                 if reply.body is not None:
                     self._send(200, reply.body)
+                    return
+                if self.path.endswith("/v1/messages"):  # Anthropic's Messages API (litellm's anthropic/ route)
+                    self._send(200, _anthropic_body(reply, body, n))
                     return
                 if ":generateContent" in self.path:  # Google's Gemini API, as litellm's gemini/ route calls it
                     self._send(200, _gemini_body(reply, body))

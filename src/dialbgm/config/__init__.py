@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from dialbgm._lazy import exports
 
 __all__ = [
+    "CAPABILITIES_RECORDED_WHEN_SET",
     "CRITERIA_FILE",
     "JUDGE",
     "RATE_KINDS",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "CAPABILITIES_RECORDED_WHEN_SET": "._models",
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
     "RATE_KINDS": "._prices",
@@ -114,7 +116,7 @@ if TYPE_CHECKING:
         parse_experiment,
         resolve_experiment_path,
     )
-    from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
+    from dialbgm.config._models import CAPABILITIES_RECORDED_WHEN_SET, JudgeConfig, ProviderConfig, stable_hash
     from dialbgm.config._prices import (
         RATE_KINDS,
         Charge,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from dialbgm.config._models import JudgeConfig, ProviderConfig
+from dialbgm.config._models import AudioDialect, JudgeConfig, ProviderConfig
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, MissingKeyError
+
+DIALECTS: tuple[str, ...] = get_args(AudioDialect)
 
 
 def check_name(kind: str, name: Any, where: str = "") -> str:
@@ -62,6 +64,17 @@ def check_provider(p: ProviderConfig, path: Path) -> None:
     _positive(p.startup_timeout, path, "startup_timeout")
     _whole(p.capabilities.max_audio_bytes, path, "capabilities.max_audio_bytes", 0, " (0: no limit)")
     _whole(p.capabilities.max_top_logprobs, path, "capabilities.max_top_logprobs", 1)
+    _whole(p.capabilities.max_audio_clips, path, "capabilities.max_audio_clips", 0, " (0: no limit)")
+    seconds = p.capabilities.max_clip_seconds
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(
+            f"{path}: capabilities.max_clip_seconds: must be a number >= 0 (0: no limit), got {seconds!r}"
+        )
+    for dialect in p.capabilities.audio_dialects:
+        if dialect not in DIALECTS:
+            raise ConfigError(
+                f"{path}: capabilities.audio_dialects: {dialect!r} is not a dialect; known: {', '.join(DIALECTS)}"
+            )
 
 
 def check_template_name(name: str, path: Path) -> None:
@@ -140,6 +153,11 @@ def check_judge(j: JudgeConfig, path: Path) -> None:
         rate = j.audio_sample_rate
         raise ConfigError(
             f"{path}: audio_sample_rate: must be 0 (keep the source rate) or 1000..384000 Hz, got {rate!r}"
+        )
+    if j.audio_dialect and j.audio_dialect not in DIALECTS:
+        raise ConfigError(
+            f'{path}: audio_dialect: must be one of {", ".join(DIALECTS)} (or "": the provider\'s), '
+            f"got {j.audio_dialect!r}"
         )
     if j.scale_min >= j.scale_max:
         raise ConfigError(f"{path}: scale_min must be below scale_max (got {j.scale_min} and {j.scale_max})")

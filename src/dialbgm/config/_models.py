@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 Mode = Literal["listwise", "pointwise"]
 Context = Literal["full", "summary"]
-Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
+Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "embedding_api"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
-AudioDialect = Literal["input_audio", "input_audio_data_uri"]
+AudioDialect = Literal["input_audio", "input_audio_data_uri", "audio_url"]
 
 # DialBGM's criteria, the shipped default: prompts/weighted_criteria/criteria.toml holds them as
 # data; this is only the default of a JudgeConfig built in code (load_judge merges the template's).
@@ -40,7 +40,14 @@ class Capabilities:
     """Audio encodings the provider accepts, preferred first (empty: it takes no audio)."""
     audio_dialect: AudioDialect = "input_audio"
     """How a clip is sent: OpenAI's input_audio part with base64 data (litellm turns it into
-    Gemini's inline audio part), or with a ``data:;base64,`` URI (DashScope's Qwen-Omni)."""
+    Gemini's inline audio part), or with a ``data:;base64,`` URI (DashScope's Qwen-Omni), or
+    vLLM's ``audio_url`` part holding a ``data:audio/...;base64,`` URI."""
+    audio_dialects: tuple[str, ...] = ()
+    """The other dialects the provider also accepts, which a judge may choose (``audio_dialect``)."""
+    max_audio_clips: int = 0
+    """Most clips one request may carry (vLLM: its --limit-mm-per-prompt); 0: no limit checked."""
+    max_clip_seconds: float = 0.0
+    """Longest clip the model takes whole (a longer one would be cut by the server); 0: no limit."""
     max_audio_bytes: int = 0
     """Most audio one request may carry, counted as sent (base64); 0: no limit checked."""
     max_top_logprobs: int = 20
@@ -105,6 +112,8 @@ class JudgeConfig:
     """Clips are resampled to this rate, mono (0: keep the source rate)."""
     audio_format: str = ""
     """Encoding to send, among the provider's audio_formats ("": the provider's first)."""
+    audio_dialect: str = ""
+    """How clips are sent, among the provider's accepted dialects ("": the provider's own)."""
     cot: bool = False
     few_shot: int = 0
     few_shot_seed: int = 0
@@ -153,7 +162,11 @@ _RECORDED_WHEN_SET: dict[str, Any] = {
     "summarizer_template": "summarize",
     "model_revision": "",
     "cache_markers": False,
+    "audio_dialect": "",
 }
+# Capabilities added after runs were recorded: left out of a provider's record while at their
+# default, so that the config hash of a provider that does not use them is the one it had.
+CAPABILITIES_RECORDED_WHEN_SET: dict[str, Any] = {"audio_dialects": (), "max_audio_clips": 0, "max_clip_seconds": 0.0}
 
 
 def stable_hash(obj: Any) -> str:

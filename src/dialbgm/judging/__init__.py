@@ -21,6 +21,7 @@ __all__ = [
     "Response",
     "Unit",
     "UnitPlan",
+    "audio_dialect",
     "audio_ref",
     "audio_seconds",
     "audio_spec",
@@ -65,6 +66,7 @@ _WHERE = {
     "SAMPLE_CLIPS": "._sample_clips",
     "Unit": "._plan",
     "UnitPlan": "._plan",
+    "audio_dialect": "._audio_input",
     "audio_ref": "._audio_input",
     "audio_seconds": "._audio_input",
     "audio_spec": "._audio_input",
@@ -98,6 +100,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from dialbgm.judging._audio_input import (
         AUDIO_REF,
+        audio_dialect,
         audio_ref,
         audio_seconds,
         audio_spec,

@@ -42,13 +42,14 @@ def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
     accepted = [f for f in offered if f in AUDIO_FORMATS]
     if not accepted:
         why = (
-            "takes no audio (capabilities.audio_formats is empty)"
+            f"takes no audio (providers/{provider.name}.toml: capabilities.audio_formats is empty)"
             if not offered
             else f"takes only {', '.join(offered)}, none of which dialbgm can encode ({', '.join(AUDIO_FORMATS)})"
         )
         raise ConfigError(
-            f"judge {judge.name!r}: input = {judge.input!r} sends audio, but provider {provider.name!r} {why}; "
-            "use an audio judge (gpt-4o-audio, gemini-2.5-flash-audio, qwen-omni-audio) or input = caption"
+            f"judge {judge.name!r} (judges/{judge.name}.toml): input = {judge.input!r} sends audio, but provider "
+            f"{provider.name!r} {why}; use an audio judge (gpt-4o-audio, gemini-2.5-flash-audio, qwen-omni-audio, "
+            "vllm-qwen2-audio, ...) or input = caption"
         )
     if judge.audio_format:
         if judge.audio_format not in accepted:
@@ -57,6 +58,14 @@ def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
                 f"accepts {', '.join(accepted)}"
             )
         accepted = [judge.audio_format] + [f for f in accepted if f != judge.audio_format]
+    audio_dialect(judge, provider)
+    most = provider.capabilities.max_clip_seconds
+    if most and (judge.audio_seconds == 0 or judge.audio_seconds > most):
+        window = "the whole clip (audio_seconds = 0)" if judge.audio_seconds == 0 else f"{judge.audio_seconds:g} s"
+        raise ConfigError(
+            f"judge {judge.name!r}: sends {window} of each clip, but provider {provider.name!r} takes clips of at most "
+            f"{most:g} s (capabilities.max_clip_seconds: the model would cut the rest); set audio_seconds <= {most:g}"
+        )
     require_audio_support()
     try:
         return AudioSpec(
@@ -68,6 +77,21 @@ def audio_spec(judge: JudgeConfig, provider: ProviderConfig) -> AudioSpec:
         )
     except ValueError as e:
         raise ConfigError(f"judge {judge.name!r}: {e}") from None
+
+
+def audio_dialect(judge: JudgeConfig, provider: ProviderConfig) -> str:
+    """How this judge's clips are sent: its own ``audio_dialect`` when set, which must be one the
+    provider accepts (``capabilities.audio_dialect`` and ``audio_dialects``), else the provider's."""
+    caps = provider.capabilities
+    if not judge.audio_dialect or judge.audio_dialect == caps.audio_dialect:
+        return caps.audio_dialect
+    accepted = [caps.audio_dialect, *(d for d in caps.audio_dialects if d != caps.audio_dialect)]
+    if judge.audio_dialect not in accepted:
+        raise ConfigError(
+            f"judge {judge.name!r}: audio_dialect = {judge.audio_dialect!r}, but provider {provider.name!r} accepts "
+            f"{', '.join(accepted)} (capabilities.audio_dialect and audio_dialects)"
+        )
+    return judge.audio_dialect
 
 
 def clip_path(data_path: Path, audio: str) -> Path:
@@ -167,12 +191,27 @@ def audio_bytes_sent(messages: list[dict[str, Any]]) -> int:
 
 
 def check_request_size(messages: list[dict[str, Any]], provider: ProviderConfig, what: str) -> None:
-    limit = provider.capabilities.max_audio_bytes
+    """A request's audio against the provider's limits (bytes, clips, seconds per clip), before any call."""
+    caps = provider.capabilities
+    limit = caps.max_audio_bytes
     if limit and (size := audio_bytes_sent(messages)) > limit:
         raise ConfigError(
             f"{what}: the request would carry {size:,} bytes of audio (base64), over the limit of {limit:,} "
             f"bytes of provider {provider.name!r} (capabilities.max_audio_bytes); send shorter clips "
             "(audio_seconds), a lower audio_sample_rate, or a compressed audio_format"
+        )
+    parts = list(_audio_parts(messages)) if caps.max_audio_clips or caps.max_clip_seconds else []
+    if caps.max_audio_clips and len(parts) > caps.max_audio_clips:
+        raise ConfigError(
+            f"{what}: the request would carry {len(parts)} clips, over the {caps.max_audio_clips} of provider "
+            f"{provider.name!r} (capabilities.max_audio_clips: a vLLM server refuses more than its "
+            "--limit-mm-per-prompt allows); start the server with a higher limit and raise it, or use mode = pointwise"
+        )
+    longest = max((float(p["audio"]["duration_s"]) for p in parts), default=0.0)
+    if caps.max_clip_seconds and longest > caps.max_clip_seconds + 1e-6:
+        raise ConfigError(
+            f"{what}: a clip lasts {longest:.2f} s, over the {caps.max_clip_seconds:g} s of provider {provider.name!r} "
+            "(capabilities.max_clip_seconds: the model would cut the rest); set audio_seconds"
         )
 
 
@@ -194,11 +233,20 @@ def to_wire(messages: list[dict[str, Any]], store_root: Path) -> list[dict[str, 
                 continue
             clip = PreparedClip.from_dict({**p["audio"], "source": f"clip {p['audio']['sha256'][:12]}"})
             data = base64.b64encode(read_blob(store_root, clip)).decode("ascii")
-            if p["dialect"] == "input_audio_data_uri":
-                data = f"data:;base64,{data}"
-            parts.append({"type": "input_audio", "input_audio": {"data": data, "format": clip.format}})
+            parts.append(wire_part(p["dialect"], data, clip.format, clip.mime))
         out.append({**m, "content": parts})
     return out
+
+
+def wire_part(dialect: str, data: str, fmt: str, mime: str) -> dict[str, Any]:
+    """One clip's content part as sent, base64 ``data`` given. vLLM reads both of its dialects the
+    same way (input_audio becomes ``data:audio/<format>;base64,...`` on its side) and decodes the
+    bytes with librosa, whatever the MIME type says."""
+    if dialect == "audio_url":
+        return {"type": "audio_url", "audio_url": {"url": f"data:{mime};base64,{data}"}}
+    if dialect == "input_audio_data_uri":
+        data = f"data:;base64,{data}"
+    return {"type": "input_audio", "input_audio": {"data": data, "format": fmt}}
 
 
 def describe_part(part: Mapping[str, Any]) -> str:

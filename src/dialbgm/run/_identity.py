@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialbgm.config import (
+    CAPABILITIES_RECORDED_WHEN_SET,
     JudgeConfig,
     ProviderConfig,
     Workspace,
@@ -188,6 +189,10 @@ def provider_record(p: ProviderConfig, judge: JudgeConfig | None = None) -> dict
     record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
     if not record["model_revision"]:  # unset: the record (and the config hash) is what it was before
         del record["model_revision"]
+    caps = record["capabilities"]
+    for key, default in CAPABILITIES_RECORDED_WHEN_SET.items():
+        if caps.get(key) == default:
+            del caps[key]
     record["api_base"] = p.effective_api_base()
     if judge is not None and p.kind == "litellm" and not judge.api_base and not record["api_base"]:
         # Where litellm sends when nothing names a base URL: OPENAI_BASE_URL and its kin. Part of

@@ -33,6 +33,7 @@ from dialbgm.judging import (
     Request,
     Unit,
     UnitPlan,
+    audio_dialect,
     audio_ref,
     audio_spec,
     build_units,
@@ -91,7 +92,7 @@ class Prepared:
         unit = self.units[i]
         refs = None
         if self.clips is not None:
-            dialect = self.provider.capabilities.audio_dialect
+            dialect = audio_dialect(self.judge, self.provider)
             refs = {c.id: audio_ref(self.clips[(unit.item.id, c.id)], dialect) for c in unit.shown}
         r = _request_for(unit, self.judge, self.backend, self.prompts, self._schemas, refs)
         attempt = self.attempts.get(i, 0)

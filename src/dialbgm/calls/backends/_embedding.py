@@ -57,8 +57,12 @@ class EmbeddingBackend:
 
     def __init__(self, judge: JudgeConfig, provider: ProviderConfig) -> None:
         self.context = judge.context
-        self.model_path, self.tokenizer_path, self.identity = embedding_files()
-        self.model_id = provider.embedding_model or "all-MiniLM-L6-v2-int8"
+        self.model_id, self.identity = self._load_model(provider)
+
+    def _load_model(self, provider: ProviderConfig) -> tuple[str, dict[str, Any]]:
+        """The model's name and what identifies its files in every key (another embedder overrides it)."""
+        self.model_path, self.tokenizer_path, identity = embedding_files()
+        return provider.embedding_model or "all-MiniLM-L6-v2-int8", identity
 
     def build_request(
         self,
@@ -115,8 +119,13 @@ class EmbeddingBackend:
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
+    def _vectors(self, messages: list[dict[str, Any]]) -> Any:
+        """Unit vectors of the query (first) and the documents; an embedder with query and
+        passage prefixes overrides it."""
+        return self.embed([m["content"] for m in messages])
+
     def complete(self, request: Request) -> Response:
-        vectors = self.embed([m["content"] for m in request.messages])
+        vectors = self._vectors(request.messages)
         sims = [round(float(v), 6) for v in vectors[1:] @ vectors[0]]
         labels = labels_for(len(sims))
         body: dict[str, Any] = (

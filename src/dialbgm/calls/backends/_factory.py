@@ -15,9 +15,13 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
 
         return RandomBackend(judge)
     if provider.kind == "embedding":
-        from dialbgm.calls.backends._embedding import EmbeddingBackend
+        from dialbgm.calls.backends._embedders import local_embedder
 
-        return EmbeddingBackend(judge, provider)
+        return local_embedder(judge, provider)
+    if provider.kind == "embedding_api":
+        from dialbgm.calls.backends._embedding_api import EmbeddingAPIBackend
+
+        return EmbeddingAPIBackend(judge, provider, ws)
     from dialbgm.calls.backends._litellm import LiteLLMBackend
 
     return LiteLLMBackend(judge, provider, ws)
@@ -26,7 +30,7 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
 def renders_prompts(provider: ProviderConfig) -> bool:
     """Whether this provider's backend is sent rendered messages (the LLM backends), so a
     template folder is part of what it answers."""
-    return provider.kind not in ("random", "embedding")
+    return provider.kind not in ("random", "embedding", "embedding_api")
 
 
 def model_identity(provider: ProviderConfig) -> dict[str, Any]:
@@ -37,7 +41,7 @@ def model_identity(provider: ProviderConfig) -> dict[str, Any]:
 
         return dict(gguf_identity(provider)[1])
     if provider.kind == "embedding":
-        from dialbgm.calls.backends._embedding import embedding_files
+        from dialbgm.calls.backends._embedders import local_embedder_identity
 
-        return dict(embedding_files()[2])
+        return local_embedder_identity(provider)
     return {}
