@@ -50,6 +50,8 @@ class Progress:
     retrying: int = 0
     failed: int = 0
     calls: int = 0
+    batches: str = ""
+    """Each batch's state and counts (``--batch``), as :func:`dialbgm.calls._batch.describe_batches` puts it."""
     started: float = field(default_factory=time.monotonic)
 
     @property

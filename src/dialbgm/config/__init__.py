@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from dialbgm._lazy import exports
 
 __all__ = [
+    "CARRIED_OUT",
     "CRITERIA_FILE",
     "JUDGE",
     "TASK_FILE",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "CARRIED_OUT": "._models",
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
     "TASK_FILE": "._criteria",
@@ -100,7 +102,7 @@ if TYPE_CHECKING:
         parse_experiment,
         resolve_experiment_path,
     )
-    from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
+    from dialbgm.config._models import CARRIED_OUT, JudgeConfig, ProviderConfig, stable_hash
     from dialbgm.config._prices import PriceTable, load_prices
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace

@@ -18,6 +18,7 @@ Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri"]
+BatchApi = Literal["none", "openai", "anthropic", "gemini"]
 
 # DialBGM's criteria, the shipped default: prompts/weighted_criteria/criteria.toml holds them as
 # data; this is only the default of a JudgeConfig built in code (load_judge merges the template's).
@@ -45,6 +46,9 @@ class Capabilities:
     """Most audio one request may carry, counted as sent (base64); 0: no limit checked."""
     max_top_logprobs: int = 20
     """Most alternatives per token the provider returns (OpenAI and vLLM's default: 20)."""
+    batch_api: BatchApi = "none"
+    """The batch API the provider offers (``--batch``): OpenAI's files + batches (also any gateway
+    that implements them), Anthropic's Message Batches, Gemini's batch mode; none: online only."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class ProviderConfig:
     timeout: float = 120.0
     max_attempts: int = 5
     max_retry_seconds: float = 300.0
+    batch_max_lines: int = 0
+    """Most requests in one batch (0: the batch API's own limit); smaller batches finish sooner."""
     capabilities: Capabilities = field(default_factory=Capabilities)
     # llama_cpp_server: where the GGUF comes from and how the server is started.
     model_package: str | None = None
@@ -131,6 +137,12 @@ class JudgeConfig:
     criteria: dict[str, dict[str, str]] = field(default_factory=dict)
     """The judge file's own [criteria.NAME] texts (empty: the template's set)."""
     params: dict[str, Any] = field(default_factory=dict)
+    batch: bool = False
+    """Send the calls that are not cached through the provider's batch API (how a run is carried
+    out, never part of its identity: a batched run's results are those of an online one)."""
+    batch_deadline_s: float = 86400.0
+    """A batch still pending or running this long after its submission is cancelled, and its
+    unanswered requests are called online."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,7 +157,15 @@ class JudgeConfig:
         return stable_hash(self.to_dict())
 
 
-_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize", "model_revision": ""}
+_RECORDED_WHEN_SET: dict[str, Any] = {
+    "criteria": {},
+    "summarizer_template": "summarize",
+    "model_revision": "",
+    "batch": False,
+    "batch_deadline_s": 86400.0,
+}
+CARRIED_OUT = ("batch", "batch_deadline_s")
+"""Judge settings that say how a run is carried out, not what it answers: never in its identity."""
 
 
 def stable_hash(obj: Any) -> str:

@@ -220,10 +220,11 @@ def _carry_out(
                 ((u.unit_id, k) for u, k in zip(prep.units, prep.keys, strict=True)),
             )
             planned = True
-        called = call_misses(prep, misses, cache, spool, out_dir, n_resumed, options.progress)
+        batch_counts: dict[str, int] = {}
+        called = call_misses(prep, misses, cache, spool, out_dir, n_resumed, options.progress, options, batch_counts)
         if spool.filled != len(prep.units):  # every unit ends with an outcome, or the run must not report
             raise ResultsError(f"internal error: {len(prep.units) - spool.filled} unit(s) have no outcome")
-        counts = {"resumed_units": n_resumed, "called_now": called}
+        counts = {"resumed_units": n_resumed, "called_now": called, **batch_counts}
         result = finish(ws, prep, identity, spool, out_dir, spec.data, started, t0, counts)
         drop_replaced(out_dir)  # committed: a run that --force replaced can go now
         return result

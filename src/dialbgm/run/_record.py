@@ -195,6 +195,8 @@ def finish(
             "provider_calls": calls if prep.backend.cacheable else 0,
             "computed_locally": 0 if prep.backend.cacheable else calls,
             "resumed_from_journal": extra_counts["resumed_units"],
+            # Only when a batch answered: the counts of an online run stay what they were.
+            **({"batch_calls": extra_counts["batch_calls"]} if extra_counts.get("batch_calls") else {}),
             "items_ok": metrics["n_items"],
             "items_failed": metrics["n_failed"],
         },
