@@ -145,6 +145,9 @@ class BatchServer:
         self.fail = False
         self.expire = False
         self.poll_500 = 0
+        self.stall_create: threading.Event | None = None
+        """When set: a submission is recorded, then its answer waits for this event (the client
+        is killed meanwhile, so it never learns the batch's id)."""
         self.batches: dict[str, Batch] = {}
         self.files: dict[str, bytes] = {}
         self.submissions: list[str] = []
@@ -206,10 +209,16 @@ class BatchServer:
         with self._lock:
             self.requests.append((method, path))
         try:
+            before = len(self.submissions)
             status, obj, raw = self._route(method, path, data, h.headers.get("content-type", ""))
+            if self.stall_create is not None and len(self.submissions) > before:
+                self.stall_create.wait(60)
         except KeyError:
             status, obj, raw = 404, {"error": {"message": "no such object", "type": "not_found_error"}}, None
-        self._send(h, status, obj, raw)
+        try:
+            self._send(h, status, obj, raw)
+        except OSError:  # the client was killed while it waited
+            pass
 
     def answer(self, dialect: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         line = self.script(dialect, body)

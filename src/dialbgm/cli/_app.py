@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dialbgm.cli._batch import BatchOpt, DeadlineOpt, batch_app, parse_deadline
 from dialbgm.cli._cache import cache_app
 from dialbgm.cli._common import DataOpt, SetOpt
 
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
+app.add_typer(batch_app, name="batch")
 register_experiments(app)
 
 
@@ -90,6 +92,8 @@ def eval_cmd(
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute (overrides the provider).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    batch: BatchOpt = False,
+    batch_deadline: DeadlineOpt = None,
 ) -> None:
     """Evaluate a judge on a data file and print its agreement with the human ranks."""
     from dialbgm.config import parse_overrides
@@ -125,6 +129,8 @@ def eval_cmd(
                 provider_overrides={"concurrency": concurrency, "rpm": rpm, "tpm": tpm},
                 retry_failed=retry_failed,
                 retry_statuses=[s.strip() for s in retry_status.split(",") if s.strip()] if retry_status else (),
+                batch=True if batch else None,
+                batch_deadline_s=parse_deadline(batch_deadline),
             )
             if resume is not None:
                 result = resume_run(ws, resume, options, overrides=overrides)
@@ -187,6 +193,8 @@ class _progress:
                 f"cached {p.cached} · resumed {p.resumed} · in flight {p.in_flight} · retrying {p.retrying} · "
                 f"failed {p.failed} · {p.rate:.1f} calls/s"
             )
+            if p.batches:
+                detail = f"cached {p.cached} · failed {p.failed} · {p.batches}"
             self._bar.update(self._task, completed=p.done, total=p.total, detail=detail)
 
         return update
