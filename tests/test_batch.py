@@ -194,3 +194,24 @@ def test_submit_without_waiting_then_resume_polls_the_same_batch(
         result = resume_run(workspace, tmp_path / "r")
         assert len(server.submissions) == 3 and not server.online
         assert result.manifest["counts"]["by_status"] == {"ok": 5}
+
+
+def test_openai_fast_reply_path_reads_a_reply_as_the_whole_online_exchange(
+    workspace: Workspace, sample_path: Path
+) -> None:
+    from dialbgm.run._prepare import prepare
+    from tests.support.batch_server import reply_body
+
+    logprobs = [{"token": "{", "logprob": -0.1, "top_logprobs": [{"token": "{", "logprob": -0.1}]}]
+    with BatchServer() as server:
+        judge = setup_judge(workspace, "openai", server.root)
+        prep = prepare(workspace, judge, sample_path, limit=1)
+        bridge = prep.backend.batch_bridge()
+        request = prep.request(0)
+        _base, body = bridge.line(request)
+        for line in (Line(), Line(text="not json", finish="length"), Line(text="")):
+            reply = reply_body("openai", body, line, 7)
+            with_lp = {**reply, "choices": [{**reply["choices"][0], "logprobs": {"content": logprobs}}]}
+            for r in (reply, with_lp):
+                assert bridge.openai_reply(r) == bridge._exchange(request, 200, r)
+        bridge.close()

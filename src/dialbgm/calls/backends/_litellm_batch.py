@@ -138,7 +138,32 @@ class BatchBridge:
     def reply(self, request: Any, status: int, body: Any) -> Any:
         """The :class:`~dialbgm.judging.Response` the online call would have returned for this
         reply; raises :class:`RetryableError` or :class:`PermanentError` for an error, as it would."""
+        if self.dialect == "openai" and status == 200 and isinstance(body, dict):
+            return self.openai_reply(body)
         return self._exchange(request, status, body)
+
+    @staticmethod
+    def openai_reply(body: dict[str, Any]) -> Any:
+        """An OpenAI chat completion read by the step of litellm's online OpenAI path that reads it
+        (``convert_to_model_response_object``, as ``OpenAIChatCompletion.completion`` calls it on the
+        SDK's parsed reply), without the request machinery around it: ~40 ms of CPU per line
+        on this machine's loaded 2 cores, against well under 1 ms. tests/test_batch.py checks
+        that both give the same Response."""
+        from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
+            convert_to_model_response_object,
+        )
+        from litellm.types.utils import ModelResponse
+
+        from dialbgm.calls.backends._litellm import import_litellm
+        from dialbgm.calls.backends._litellm_errors import classify
+        from dialbgm.calls.backends._litellm_replies import from_completion
+
+        import_litellm()
+        try:
+            resp = convert_to_model_response_object(response_object=dict(body), model_response_object=ModelResponse())
+            return from_completion(resp)
+        except Exception as e:
+            raise classify(e) from e
 
     def close(self) -> None:
         self._http.close()
