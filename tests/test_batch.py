@@ -51,7 +51,8 @@ def canon(bodies: Any) -> list[str]:
 
 
 def comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k not in ("latency_s", "cache_hit", "attempts")} for r in rows]
+    skip = ("latency_s", "cache_hit", "attempts", "mode", "batch_id")
+    return [{k: v for k, v in r.items() if k not in skip} for r in rows]
 
 
 @pytest.mark.parametrize("dialect", list(DIALECTS))
@@ -73,6 +74,8 @@ def test_batch_run_equals_online_run_and_fills_the_same_cache(
         assert len(server.online) == 6  # nothing went online
         assert batched.metrics == online.metrics
         assert comparable(units(tmp_path / "batch")) == comparable(units(tmp_path / "online"))
+        assert {(r["mode"], r["batch_id"]) for r in units(tmp_path / "batch")} == {("batch", batch.id)}
+        assert not any("mode" in r for r in units(tmp_path / "online"))
         assert batched.manifest["counts"]["batch_calls"] == 6
         assert batched.manifest["counts"]["provider_calls"] == 6
         state = json.loads((tmp_path / "batch" / "batches.json").read_text())

@@ -250,8 +250,8 @@ class _Batcher:
         i, uid, request = w
         if outcome.response is not None and self.cache is not None and self.backend.cacheable:
             self.cache.put(request, outcome.response)
+        outcome.batch_id = batch_id
         entry = outcome.to_record(uid, request.cache_key())
-        entry["batch_id"] = batch_id
         if request.attempt:
             entry["attempt"] = request.attempt
         self.journal.append(entry)
