@@ -218,3 +218,49 @@ def test_openai_fast_reply_path_reads_a_reply_as_the_whole_online_exchange(
             for r in (reply, with_lp):
                 assert bridge.openai_reply(r) == bridge._exchange(request, 200, r)
         bridge.close()
+
+
+def test_compare_batch_submits_every_cell_before_collecting_any(
+    workspace: Workspace, sample_path: Path, tmp_path: Path
+) -> None:
+    from dialbgm.config import load_experiment
+    from dialbgm.run import run_cells
+
+    with BatchServer() as server:
+        judge = setup_judge(workspace, "openai", server.root)
+        (workspace.root / "experiments").mkdir(exist_ok=True)
+        (workspace.root / "experiments" / "bx.toml").write_text(
+            f'batch = true\n[data]\npath = "{sample_path}"\nlimit = 3\n[judges.{judge}]\ncot = [false, true]\n'
+        )
+        exp = load_experiment(workspace, "bx")
+        assert exp.batch and [c.cell_id for c in exp.cells] == [f"{judge}__cot=false", f"{judge}__cot=true"]
+        rows = run_cells(workspace, exp)
+        assert [r["provider_calls"] for r in rows] == [3, 3] and len(server.submissions) == 2
+        posts = [k for k, (m, p) in enumerate(server.requests) if m == "POST" and p == "/v1/batches"]
+        reads = [k for k, (m, p) in enumerate(server.requests) if p.endswith("/content")]
+        assert max(posts) < min(reads)  # both cells submitted before either was collected
+        # Batching is how the calls were made, not what they answer: the cells' identity is an
+        # online run's, so running them again online reuses them as they are.
+        again = run_cells(workspace, load_experiment(workspace, "bx"), batch=False)
+        assert all(r.get("reused") for r in again)
+        manifest = json.loads(
+            (workspace.results_dir / "experiments" / "bx" / exp.cells[0].cell_id / "manifest.json").read_text()
+        )
+        online = evaluate(
+            workspace,
+            RunSpec(judge, sample_path, limit=3, overrides={"cot": False}),
+            RunOptions(out_dir=tmp_path / "o"),
+        )
+        assert online.manifest["identity"] == manifest["identity"]
+
+
+def test_a_judge_that_streams_only_cannot_be_batched(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    from dialbgm.errors import ConfigError
+
+    with BatchServer() as server:
+        judge = setup_judge(workspace, "openai", server.root)
+        path = workspace.providers_dir / f"{judge}.toml"
+        path.write_text(path.read_text() + "streaming_only = true\n")
+        with pytest.raises(ConfigError, match="does not take stream, stream_options"):
+            evaluate(workspace, RunSpec(judge, sample_path, limit=2), RunOptions(out_dir=tmp_path / "r", batch=True))
+        assert not server.submissions and not server.online
