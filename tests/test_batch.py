@@ -264,3 +264,33 @@ def test_a_judge_that_streams_only_cannot_be_batched(workspace: Workspace, sampl
         with pytest.raises(ConfigError, match="does not take stream, stream_options"):
             evaluate(workspace, RunSpec(judge, sample_path, limit=2), RunOptions(out_dir=tmp_path / "r", batch=True))
         assert not server.submissions and not server.online
+
+
+def test_progress_and_batch_status_show_each_batch(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dialbgm.cli._app import app
+
+    seen: list[str] = []
+    with BatchServer() as server:
+        judge = setup_judge(workspace, "gemini", server.root, batch_max_lines=2)
+        opts = RunOptions(out_dir=tmp_path / "r", batch=True, progress=lambda p: seen.append(p.batches))
+        evaluate(workspace, RunSpec(judge, sample_path, limit=3), opts)
+    # The second batch's intent is shown (and recorded) before it is submitted; then the polls.
+    assert seen.index("batch 0 submitted 0/2 · batch 1 submitting 0/1") < seen.index(
+        "batch 0 submitted 0/2 · batch 1 submitted 0/1"
+    )
+    assert "batch 0 in_progress 0/2 · batch 1 in_progress 0/1" in seen
+    assert seen[-1] == "batch 0 collected 2/2 · batch 1 collected 1/1"
+    out = CliRunner().invoke(app, ["batch", "status", str(tmp_path / "r"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    status = json.loads(out.output)
+    assert status["dialect"] == "gemini" and [b["id"] for b in status["batches"]] == server.submissions
+    assert [(b["phase"], b["state"], b["counts"]["succeeded"]) for b in status["batches"]] == [
+        ("collected", "completed", 2),
+        ("collected", "completed", 1),
+    ]
+    table = CliRunner().invoke(app, ["batch", "status", str(tmp_path / "r")])
+    assert table.exit_code == 0 and "completed (collected)" in table.output
+    missing = CliRunner().invoke(app, ["batch", "status", str(tmp_path)])
+    assert missing.exit_code == 2 and "no batches.json" in missing.output

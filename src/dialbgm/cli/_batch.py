@@ -122,7 +122,9 @@ def status_cmd(
             "-" if left is None else (f"{left / 3600:.1f} h" if left > 0 else "passed"),
             f"{_age(r['polled_at'])} ago" if r["polled_at"] else "-",
         )
-    console = Console()
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 200)  # a pipe gets whole rows
     console.print(t)
     for r in table:
         if r["error"]:
