@@ -21,6 +21,7 @@ bench: setup
 	.venv/bin/python benchmarks/bench_audio.py
 	.venv/bin/python benchmarks/bench_view.py
 	.venv/bin/python benchmarks/bench_cost_grid.py
+	.venv/bin/python benchmarks/bench_batch.py
 
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup

@@ -9,9 +9,11 @@ from dialbgm._lazy import exports
 
 __all__ = [
     "AUDIO_TOKENS_PER_SECOND",
+    "BATCHES",
     "JOURNAL",
     "RECOVERY",
     "Backend",
+    "BatchesPending",
     "CacheError",
     "JournalWriter",
     "OutcomeSpool",
@@ -22,22 +24,28 @@ __all__ = [
     "Transfer",
     "UnitOutcome",
     "base_url_from_environment",
+    "batches_active",
+    "describe_batches",
     "export_entries",
     "import_entries",
     "iter_journal",
     "make_backend",
     "model_identity",
+    "read_batches",
     "read_plan",
     "renders_prompts",
+    "run_batches",
     "run_calls",
     "write_plan",
 ]
 
 _WHERE = {
     "AUDIO_TOKENS_PER_SECOND": "._engine",
+    "BATCHES": "._batch",
     "JOURNAL": "._journal",
     "RECOVERY": "._cache",
     "Backend": ".backends._base",
+    "BatchesPending": "._batch",
     "CacheError": "._cache",
     "JournalWriter": "._journal",
     "OutcomeSpool": "._spool",
@@ -48,18 +56,30 @@ _WHERE = {
     "Transfer": "._transfer",
     "UnitOutcome": "._outcome",
     "base_url_from_environment": ".backends._litellm",
+    "batches_active": "._batch",
+    "describe_batches": "._batch",
     "export_entries": "._transfer",
     "import_entries": "._transfer",
     "iter_journal": "._journal",
     "make_backend": ".backends._factory",
     "model_identity": ".backends._factory",
+    "read_batches": "._batch",
     "read_plan": "._journal",
     "renders_prompts": ".backends._factory",
+    "run_batches": "._batch",
     "run_calls": "._engine",
     "write_plan": "._journal",
 }
 
 if TYPE_CHECKING:
+    from dialbgm.calls._batch import (
+        BATCHES,
+        BatchesPending,
+        batches_active,
+        describe_batches,
+        read_batches,
+        run_batches,
+    )
     from dialbgm.calls._cache import RECOVERY, CacheError, ResponseCache
     from dialbgm.calls._engine import AUDIO_TOKENS_PER_SECOND, run_calls
     from dialbgm.calls._journal import JOURNAL, JournalWriter, iter_journal, read_plan, write_plan

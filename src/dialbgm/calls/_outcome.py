@@ -21,9 +21,11 @@ class UnitOutcome:
     attempts: int = 0
     permanent: str | None = None
     """For a failure a retry cannot fix, what identifies its kind (never recorded)."""
+    batch_id: str | None = None
+    """The provider's batch that answered (``--batch``): priced at the batch rate."""
 
     def to_record(self, unit_id: str, cache_key: str) -> dict[str, Any]:
-        return {
+        rec = {
             "unit_id": unit_id,
             "cache_key": cache_key,
             "response": self.response.to_dict() if self.response else None,
@@ -31,11 +33,16 @@ class UnitOutcome:
             "attempts": self.attempts,
             "error": self.error,
         }
+        if self.batch_id is not None:
+            rec["batch_id"] = self.batch_id
+        return rec
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> UnitOutcome:
         resp = Response.from_dict(rec["response"]) if rec.get("response") else None
-        return cls(resp, False, rec.get("latency_s"), rec.get("error"), int(rec.get("attempts") or 0))
+        outcome = cls(resp, False, rec.get("latency_s"), rec.get("error"), int(rec.get("attempts") or 0))
+        outcome.batch_id = rec.get("batch_id")
+        return outcome
 
 
 @dataclass
@@ -50,6 +57,8 @@ class Progress:
     retrying: int = 0
     failed: int = 0
     calls: int = 0
+    batches: str = ""
+    """Each batch's state and counts (``--batch``), as :func:`dialbgm.calls._batch.describe_batches` puts it."""
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -39,6 +39,8 @@ class OutcomeSpool:
             "error": outcome.error,
             "attempts": outcome.attempts,
         }
+        if outcome.batch_id is not None:
+            record["batch_id"] = outcome.batch_id
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         self._f.seek(self._end)
         self._f.write(line)
@@ -60,7 +62,9 @@ class OutcomeSpool:
         self._f.seek(offset)
         rec = json.loads(self._f.readline())
         resp = Response.from_dict(rec["response"]) if rec["response"] is not None else None
-        return UnitOutcome(resp, rec["cache_hit"], rec["latency_s"], rec["error"], rec["attempts"])
+        return UnitOutcome(
+            resp, rec["cache_hit"], rec["latency_s"], rec["error"], rec["attempts"], batch_id=rec.get("batch_id")
+        )
 
     def __len__(self) -> int:
         return len(self._offsets)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from dialbgm.cli._agreement import register as register_agreement
+from dialbgm.cli._batch import BatchOpt, DeadlineOpt, batch_app, parse_deadline
 from dialbgm.cli._cache import cache_app
 from dialbgm.cli._common import DataOpt, SetOpt
 
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
+app.add_typer(batch_app, name="batch")
 register_experiments(app)
 
 
@@ -96,6 +98,8 @@ def eval_cmd(
         bool,
         typer.Option("--dry-run", help="Print calls, cache hits and estimated cost (online, batch); call nothing."),
     ] = False,
+    batch: BatchOpt = False,
+    batch_deadline: DeadlineOpt = None,
 ) -> None:
     """Evaluate a judge on a data file and print its agreement with the human ranks."""
     from dialbgm.config import parse_overrides
@@ -135,6 +139,8 @@ def eval_cmd(
                 provider_overrides={"concurrency": concurrency, "rpm": rpm, "tpm": tpm},
                 retry_failed=retry_failed,
                 retry_statuses=[s.strip() for s in retry_status.split(",") if s.strip()] if retry_status else (),
+                batch=True if batch else None,
+                batch_deadline_s=parse_deadline(batch_deadline),
             )
             if resume is not None:
                 result = resume_run(ws, resume, options, overrides=overrides)
@@ -197,6 +203,8 @@ class _progress:
                 f"cached {p.cached} · resumed {p.resumed} · in flight {p.in_flight} · retrying {p.retrying} · "
                 f"failed {p.failed} · {p.rate:.1f} calls/s"
             )
+            if p.batches:
+                detail = f"cached {p.cached} · failed {p.failed} · {p.batches}"
             self._bar.update(self._task, completed=p.done, total=p.total, detail=detail)
 
         return update

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dialbgm.cli._batch import BatchOpt
+
 
 def _fail(e: Exception) -> None:
     from dialbgm.errors import DialbgmError
@@ -143,6 +145,7 @@ def compare_cmd(
         typer.Option("--max-cost", help="Refuse to start (exit 2) if the uncached calls may cost more (USD).", min=0),
     ] = None,
     flips: Annotated[int, typer.Option(help="Monte Carlo sign flips per test (when not exact).", min=1000)] = 10_000,
+    batch: BatchOpt = False,
 ) -> None:
     """Run every cell of an experiment (from the cache where possible), then compare them."""
     from dialbgm.config import find_workspace, load_experiment, load_prices
@@ -167,7 +170,7 @@ def compare_cmd(
             typer.echo(f"[{k + 1}/{n}] {cell.cell_id}", err=True)
 
         t0 = time.perf_counter()
-        rows = run_cells(ws, exp, progress=progress)
+        rows = run_cells(ws, exp, progress=progress, batch=True if batch else None)
         t1 = time.perf_counter()
         from dialbgm.analysis import analyse, write_comparison
 

@@ -9,6 +9,7 @@ from dialbgm._lazy import exports
 
 __all__ = [
     "CAPABILITIES_RECORDED_WHEN_SET",
+    "CARRIED_OUT",
     "CRITERIA_FILE",
     "JUDGE",
     "RATE_KINDS",
@@ -52,6 +53,7 @@ __all__ = [
 
 _WHERE = {
     "CAPABILITIES_RECORDED_WHEN_SET": "._models",
+    "CARRIED_OUT": "._models",
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
     "RATE_KINDS": "._prices",
@@ -116,7 +118,13 @@ if TYPE_CHECKING:
         parse_experiment,
         resolve_experiment_path,
     )
-    from dialbgm.config._models import CAPABILITIES_RECORDED_WHEN_SET, JudgeConfig, ProviderConfig, stable_hash
+    from dialbgm.config._models import (
+        CAPABILITIES_RECORDED_WHEN_SET,
+        CARRIED_OUT,
+        JudgeConfig,
+        ProviderConfig,
+        stable_hash,
+    )
     from dialbgm.config._prices import (
         RATE_KINDS,
         Charge,

@@ -131,6 +131,8 @@ def check_judge(j: JudgeConfig, path: Path) -> None:
     _check_orders(j.orders, path)
     if j.samples < 1:
         raise ConfigError(f"{path}: samples: must be >= 1")
+    if not (math.isfinite(j.batch_deadline_s) and j.batch_deadline_s > 0):
+        raise ConfigError(f"{path}: batch_deadline_s: must be a number of seconds > 0, got {j.batch_deadline_s!r}")
     if j.aggregation not in AGGREGATIONS:
         raise ConfigError(f"{path}: aggregation: must be one of {', '.join(AGGREGATIONS)}, got {j.aggregation!r}")
     if j.mode == "pointwise" and (j.orders != 1 or j.shuffle_labels):

@@ -17,6 +17,7 @@ from dialbgm.config._checks import check_judge, check_name, check_provider, chec
 from dialbgm.config._models import (
     PATH_SETTINGS,
     AudioDialect,
+    BatchApi,
     Capabilities,
     Context,
     InputMode,
@@ -215,6 +216,7 @@ def _coerce(value: Any, annotation: Any, path: Path, key: str) -> Any:
         "StructuredOutput": StructuredOutput,
         "InputMode": InputMode,
         "AudioDialect": AudioDialect,
+        "BatchApi": BatchApi,
     }
     if base in literal:
         allowed = get_args(literal[base])

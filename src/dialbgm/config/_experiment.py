@@ -70,6 +70,8 @@ class Experiment:
     baseline: str | None = None
     pairs: list[tuple[str, str]] = field(default_factory=list)
     description: str = ""
+    batch: bool = False
+    """Send every cell's uncached calls through its provider's batch API (``compare --batch``)."""
 
     def comparisons(self) -> list[tuple[str, str]]:
         """Explicit pairs first, then every cell against the baseline; (A, B) reads "B minus A"."""
@@ -169,7 +171,7 @@ def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experime
         check_recordable(raw, str(path))
     except ConfigError as e:
         raise ExperimentError(str(e)) from None
-    known = {"name", "description", "data", "judges", "baseline", "pairs"}
+    known = {"name", "description", "data", "judges", "baseline", "pairs", "batch"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _fail(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -215,7 +217,10 @@ def parse_experiment(ws: Workspace, raw: dict[str, Any], path: Path) -> Experime
             raise _fail(path, f"pairs[{k}]", "compares a cell with itself")
         pairs.append((pair[0], pair[1]))
     description = raw.get("description", "")
-    return Experiment(name, path, data_path, limit, cells, baseline, pairs, str(description))
+    batch = raw.get("batch", False)
+    if not isinstance(batch, bool):
+        raise _fail(path, "batch", f"must be true or false, got {batch!r}")
+    return Experiment(name, path, data_path, limit, cells, baseline, pairs, str(description), batch)
 
 
 def _cells_of(ws: Workspace, path: Path, label: Any, table: Any, data_limit: int | None) -> list[Cell]:

@@ -18,6 +18,7 @@ Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "embedding_
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri", "audio_url"]
+BatchApi = Literal["none", "openai", "anthropic", "gemini"]
 
 # DialBGM's criteria, the shipped default: prompts/weighted_criteria/criteria.toml holds them as
 # data; this is only the default of a JudgeConfig built in code (load_judge merges the template's).
@@ -52,6 +53,9 @@ class Capabilities:
     """Most audio one request may carry, counted as sent (base64); 0: no limit checked."""
     max_top_logprobs: int = 20
     """Most alternatives per token the provider returns (OpenAI and vLLM's default: 20)."""
+    batch_api: BatchApi = "none"
+    """The batch API the provider offers (``--batch``): OpenAI's files + batches (also any gateway
+    that implements them), Anthropic's Message Batches, Gemini's batch mode; none: online only."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class ProviderConfig:
     timeout: float = 120.0
     max_attempts: int = 5
     max_retry_seconds: float = 300.0
+    batch_max_lines: int = 0
+    """Most requests in one batch (0: the batch API's own limit); smaller batches finish sooner."""
     capabilities: Capabilities = field(default_factory=Capabilities)
     # llama_cpp_server: where the GGUF comes from and how the server is started.
     model_package: str | None = None
@@ -143,6 +149,12 @@ class JudgeConfig:
     cache_markers: bool = False
     """Mark the system prompt (the part every item shares) for the provider's prompt cache, as
     Anthropic needs (``cache_control``); sent on the wire only, so it never changes a cache key."""
+    batch: bool = False
+    """Send the calls that are not cached through the provider's batch API (how a run is carried
+    out, never part of its identity: a batched run's results are those of an online one)."""
+    batch_deadline_s: float = 86400.0
+    """A batch still pending or running this long after its submission is cancelled, and its
+    unanswered requests are called online."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -163,10 +175,14 @@ _RECORDED_WHEN_SET: dict[str, Any] = {
     "model_revision": "",
     "cache_markers": False,
     "audio_dialect": "",
+    "batch": False,
+    "batch_deadline_s": 86400.0,
 }
 # Capabilities added after runs were recorded: left out of a provider's record while at their
 # default, so that the config hash of a provider that does not use them is the one it had.
 CAPABILITIES_RECORDED_WHEN_SET: dict[str, Any] = {"audio_dialects": (), "max_audio_clips": 0, "max_clip_seconds": 0.0}
+CARRIED_OUT = ("batch", "batch_deadline_s")
+"""Judge settings that say how a run is carried out, not what it answers: never in its identity."""
 
 
 def stable_hash(obj: Any) -> str:

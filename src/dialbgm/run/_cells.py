@@ -257,8 +257,14 @@ def cell_state(ws: Workspace, exp: Experiment, cell: Cell) -> CellState:
     return CellState(identity, reusable, interrupted)
 
 
-def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None) -> list[dict[str, Any]]:
-    """Run every cell (from the cache where it can) into the experiment's folder; one row per cell."""
+def run_cells(
+    ws: Workspace, exp: Experiment, *, progress: CellProgress | None = None, batch: bool | None = None
+) -> list[dict[str, Any]]:
+    """Run every cell (from the cache where it can) into the experiment's folder; one row per cell.
+
+    With ``batch`` (or the experiment's ``batch = true``, or a judge's), every cell's batches are
+    submitted first and collected afterwards, so that their waits overlap instead of adding up."""
+    from dialbgm.calls import BatchesPending
     from dialbgm.run._entry import evaluate, resume_run
     from dialbgm.run._spec import RunOptions, RunSpec
     from dialbgm.storage import write_json, writing
@@ -269,47 +275,64 @@ def run_cells(ws: Workspace, exp: Experiment, *, progress: CellProgress | None =
     with writing(root / SPEC_FILE):  # an unwritable results folder is a clear error, not a traceback
         root.mkdir(parents=True, exist_ok=True)
         write_json(root / SPEC_FILE, exp.to_dict())
-    rows = []
+    batch = True if batch or exp.batch else None  # None: each judge's own setting
+    rows: dict[int, dict[str, Any]] = {}
+    pending: list[int] = []
     for k, (cell, state) in enumerate(zip(exp.cells, states, strict=True)):
         if progress:
             progress(k, len(exp.cells), cell)
         out = root / cell.cell_id
         if state.reusable is not None:
-            rows.append(
-                {
-                    "cell_id": cell.cell_id,
-                    "provider_calls": 0,
-                    "cache_hits": 0,
-                    "computed_locally": 0,
-                    "wall_s": 0.0,
-                    "reused": True,
-                }
-            )
+            rows[k] = {
+                "cell_id": cell.cell_id,
+                "provider_calls": 0,
+                "cache_hits": 0,
+                "computed_locally": 0,
+                "wall_s": 0.0,
+                "reused": True,
+            }
             continue
         result = None
-        if state.interrupted:
-            # An interrupted cell (Ctrl-C, kill) is finished from its own journal, like `eval --resume`;
-            # if its configuration changed since, it is started afresh below.
-            with contextlib.suppress(ConfigError):
-                result = resume_run(ws, out)
-        # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it
-        # (after a change of dialbgm or of its scoring code, that re-scores the cached replies).
-        result = result or evaluate(
-            ws,
-            RunSpec(cell.judge, exp.data_path, cell.limit, cell.overrides),
-            RunOptions(out_dir=out, force=True, carried_attempts=_reasked(out, state.identity)),
-        )
-        counts = result.manifest["counts"]
-        rows.append(
-            {
-                "cell_id": cell.cell_id,
-                "provider_calls": counts["provider_calls"],
-                "cache_hits": counts["cache_hits"],
-                "computed_locally": counts.get("computed_locally", 0),
-                "wall_s": result.manifest["wall_s"],
-            }
-        )
-    return rows
+        try:
+            if state.interrupted:
+                # An interrupted cell (Ctrl-C, kill) is finished from its own journal, like `eval --resume`;
+                # if its configuration changed since, it is started afresh below.
+                with contextlib.suppress(ConfigError):
+                    result = resume_run(ws, out, RunOptions(batch=batch, batch_wait=False))
+            # force: a cell's folder is the experiment's own; re-running it from the cache refreshes it
+            # (after a change of dialbgm or of its scoring code, that re-scores the cached replies).
+            result = result or evaluate(
+                ws,
+                RunSpec(cell.judge, exp.data_path, cell.limit, cell.overrides),
+                RunOptions(
+                    out_dir=out,
+                    force=True,
+                    carried_attempts=_reasked(out, state.identity),
+                    batch=batch,
+                    batch_wait=False,
+                ),
+            )
+        except BatchesPending:
+            pending.append(k)  # its batches are out: collected once every cell has submitted
+            continue
+        rows[k] = _row(cell, result)
+    for k in pending:
+        cell = exp.cells[k]
+        if progress:
+            progress(k, len(exp.cells), cell)
+        rows[k] = _row(cell, resume_run(ws, root / cell.cell_id, RunOptions(batch=batch)))
+    return [rows[k] for k in sorted(rows)]
+
+
+def _row(cell: Cell, result: Any) -> dict[str, Any]:
+    counts = result.manifest["counts"]
+    return {
+        "cell_id": cell.cell_id,
+        "provider_calls": counts["provider_calls"],
+        "cache_hits": counts["cache_hits"],
+        "computed_locally": counts.get("computed_locally", 0),
+        "wall_s": result.manifest["wall_s"],
+    }
 
 
 def _reasked(run_dir: Path, identity: Any) -> dict[str, int]:

@@ -220,10 +220,11 @@ def _carry_out(
                 ((u.unit_id, k) for u, k in zip(prep.units, prep.keys, strict=True)),
             )
             planned = True
-        called = call_misses(prep, misses, cache, spool, out_dir, n_resumed, options.progress)
+        batch_counts: dict[str, int] = {}
+        called = call_misses(prep, misses, cache, spool, out_dir, n_resumed, options.progress, options, batch_counts)
         if spool.filled != len(prep.units):  # every unit ends with an outcome, or the run must not report
             raise ResultsError(f"internal error: {len(prep.units) - spool.filled} unit(s) have no outcome")
-        counts = {"resumed_units": n_resumed, "called_now": called}
+        counts = {"resumed_units": n_resumed, "called_now": called, **batch_counts}
         if cache is not None and (cache.url or cache.not_stored_total):
             counts["cache_not_stored"] = cache.not_stored_total
             counts["cache_shared"] = 1 if cache.url else 0

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialbgm.config import (
     CAPABILITIES_RECORDED_WHEN_SET,
+    CARRIED_OUT,
     JudgeConfig,
     ProviderConfig,
     Workspace,
@@ -65,6 +66,7 @@ _THROUGHPUT = {
     "api_key_env",
     "api_key_required",
     "api_base_env",
+    "batch_max_lines",
 }
 
 SCORING_MODULES = (
@@ -152,7 +154,7 @@ def run_identity(
         "template_sha256": template_sha,
         "few_shot_pool_sha256": pool_sha,
         "summarizer_sha256": stable_hash(summarizer[0]) if summarizer else None,
-        "overrides": overrides or {},
+        "overrides": {k: v for k, v in (overrides or {}).items() if k not in CARRIED_OUT},
         "parser_version": PARSER_VERSION,
     }
     if judge.score_by == "logprobs":
@@ -180,13 +182,15 @@ def quick_identity(
 
 
 def judge_record(judge: JudgeConfig) -> dict[str, Any]:
-    return {k: v for k, v in judge.to_dict().items() if k != "description"}  # cosmetic only
+    # The description is cosmetic; batch settings say how the calls are made, not what they answer.
+    return {k: v for k, v in judge.to_dict().items() if k != "description" and k not in CARRIED_OUT}
 
 
 def provider_record(p: ProviderConfig, judge: JudgeConfig | None = None) -> dict[str, Any]:
     """Every provider setting that can change an answer (the effective base URL included);
     the name of the key's variable is recorded in the manifest, never its value."""
     record = {k: v for k, v in asdict(p).items() if k not in _THROUGHPUT}
+    del record["capabilities"]["batch_api"]  # how calls can be made, not what they answer
     if not record["model_revision"]:  # unset: the record (and the config hash) is what it was before
         del record["model_revision"]
     caps = record["capabilities"]

@@ -62,6 +62,8 @@ def _unit_row(prep: Prepared, i: int, outcome: UnitOutcome, parsed: Parsed) -> d
         "parser_version": PARSER_VERSION,
         # Only on a unit asked again: a first asking's row is as it always was.
         **({"attempt": prep.attempts[i], "attempts_history": prep.history.get(i, [])} if i in prep.attempts else {}),
+        # Only on a unit a provider's batch answered (priced at the batch rate): online rows stay as they were.
+        **({"mode": "batch", "batch_id": outcome.batch_id} if outcome.batch_id else {}),
     }
 
 
@@ -134,6 +136,8 @@ def history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any
     entry = {"attempt": prep.attempts.get(i, 0)}
     for k in ("cache_key", "status", "error", "raw", "finish_reason", "usage", "latency_s", "attempts", "cache_hit"):
         entry[k] = row[k]
+    if "mode" in row:  # a batch's reply: priced at the batch rate
+        entry["mode"] = row["mode"]
     return entry
 
 
@@ -216,6 +220,8 @@ def finish(
             "provider_calls": calls if prep.backend.cacheable else 0,
             "computed_locally": 0 if prep.backend.cacheable else calls,
             "resumed_from_journal": extra_counts["resumed_units"],
+            # Only when a batch answered: the counts of an online run stay what they were.
+            **({"batch_calls": extra_counts["batch_calls"]} if extra_counts.get("batch_calls") else {}),
             "items_ok": metrics["n_items"],
             "items_failed": metrics["n_failed"],
         },

@@ -56,6 +56,12 @@ class RunOptions:
     carried_attempts: Mapping[str, int] | None = None
     """Unit id → the attempt an earlier run of this very config reached (``compare`` keeps a
     cell's re-asks when it runs the cell again)."""
+    batch: bool | None = None
+    """Send the uncached calls through the provider's batch API (None: the judge's ``batch``)."""
+    batch_deadline_s: float | None = None
+    """Cancel a batch still pending or running this long after submission (None: the judge's)."""
+    batch_wait: bool = True
+    """False: submit the batches, record them and stop (``compare`` submits every cell first)."""
 
     def retry_set(self) -> set[str]:
         """The statuses to ask again; ``all`` stands for every failure status."""

@@ -19,6 +19,8 @@ class Backend(Protocol):
     """False for backends whose answer costs less than a cache lookup (the random baseline)."""
     score_range: tuple[float, float]
     integer_scores: bool
+    batch_api: str
+    """The provider's batch API (``openai``, ``anthropic``, ``gemini``), or ``none``."""
 
     def build_request(
         self,
@@ -36,6 +38,11 @@ class Backend(Protocol):
     async def acomplete(self, request: Request) -> Response:
         """The same attempt on the engine's event loop: a network backend awaits its client
         (many requests in flight), a local one hands CPU-bound work to a thread or answers inline."""
+        ...
+
+    def batch_bridge(self) -> Any:
+        """What builds this backend's batch lines and reads its batch results
+        (:class:`dialbgm.calls.backends._litellm_batch.BatchBridge`); only when ``batch_api`` is set."""
         ...
 
     def close(self) -> None: ...

@@ -52,6 +52,7 @@ class EmbeddingBackend:
     cacheable = True
     score_range = (-1.0, 1.0)
     integer_scores = False
+    batch_api = "none"
     needs_messages = False
     needs_key = False
 
@@ -138,6 +139,9 @@ class EmbeddingBackend:
 
         # The model's inference is CPU work: off the event loop, which keeps the run's progress moving.
         return await asyncio.to_thread(self.complete, request)
+
+    def batch_bridge(self) -> Any:
+        raise ConfigError("the embedding judge is computed here: there is no batch API to send it to")
 
     def close(self) -> None:
         return None

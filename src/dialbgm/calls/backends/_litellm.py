@@ -74,6 +74,8 @@ def import_litellm() -> Any:
         return _ready
     # Without this litellm fetches a price list from the network at import.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # Without this an Anthropic call first fetches litellm's beta-header table from GitHub.
+    os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     with _litellm_lock:
         import litellm
 
@@ -157,6 +159,8 @@ class LiteLLMBackend:
         if revision:  # absent when unset, so that the keys of unrevised models stay what they were
             self.identity = {**self.identity, "model_revision": revision}
         self.params = self._sent_params()
+        # The local server is this machine's: nothing to batch.
+        self.batch_api: str = provider.capabilities.batch_api if provider.kind == "litellm" else "none"
         self._audio_root = ws.audio_dir
         self.check()
         self._rf_memo: dict[int, tuple[Any, dict[str, Any] | None]] = {}
@@ -323,6 +327,18 @@ class LiteLLMBackend:
                 return from_completion(await litellm.acompletion(**kwargs))
         except Exception as e:
             raise classify(e, secrets_sent(kwargs)) from e
+
+    def batch_bridge(self) -> Any:
+        if self.batch_api == "none":
+            raise ConfigError(
+                f'provider {self.provider.name!r} has no batch API (capabilities.batch_api = "none"); set it to '
+                "openai, anthropic or gemini if the endpoint offers one, or run without --batch"
+            )
+        from dialbgm.calls.backends._litellm_batch import BatchBridge
+
+        bridge = BatchBridge(self, self.batch_api)
+        bridge.check(self.params)
+        return bridge
 
     def close(self) -> None:
         if self._server is not None:

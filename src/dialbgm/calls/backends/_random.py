@@ -8,6 +8,7 @@ from typing import Any
 
 from dialbgm.config import JudgeConfig
 from dialbgm.data import Candidate, Item
+from dialbgm.errors import ConfigError
 from dialbgm.judging import Request, Response, labels_for, seeded_rng
 
 
@@ -16,6 +17,7 @@ class RandomBackend:
     cacheable = False
     score_range = (0.0, 1.0)
     integer_scores = False
+    batch_api = "none"
     needs_messages = False
     needs_key = False
 
@@ -49,6 +51,9 @@ class RandomBackend:
     async def acomplete(self, request: Request) -> Response:
         # A few microseconds of arithmetic: a thread hop would cost more than the answer.
         return self.complete(request)
+
+    def batch_bridge(self) -> Any:
+        raise ConfigError("the random judge is computed here: there is no batch API to send it to")
 
     def close(self) -> None:
         return None
