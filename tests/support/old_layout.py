@@ -103,8 +103,8 @@ design: ``compare`` then scores a finished cell again, from the cache)."""
 
 ADDED: dict[str, tuple[str, ...]] = {"manifest.json": ("cost", "cache", "clips")}
 """Fields added to the outputs after the fixture was made (the run's cost by rate kind and its
-savings; the shared cache's counts; the prepared clips' record, ``clips.jsonl``): absent from the old outputs, so left out of the new ones
-when they are compared. Every field the old code wrote is still compared."""
+savings; the shared cache's counts; the prepared clips' record): absent from the old outputs,
+so left out of the new ones when they are compared. Every field the old code wrote is still compared."""
 
 OUTPUTS = ("units.jsonl", "items.jsonl", "metrics.json", "manifest.json", "summaries.jsonl")
 

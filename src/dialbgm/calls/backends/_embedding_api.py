@@ -27,6 +27,7 @@ from dialbgm.judging import Request, Response, labels_for
 
 class EmbeddingAPIBackend:
     kind = "embedding_api"
+    batch_api = "none"
     cacheable = True
     score_range = (-1.0, 1.0)
     integer_scores = False
@@ -138,6 +139,10 @@ class EmbeddingAPIBackend:
         except Exception as e:
             raise classify(e, secrets_sent(kwargs)) from e
         return self._response(reply, len(request.messages))
+
+    def batch_bridge(self) -> Any:
+        # OpenAI's batch endpoint takes /v1/embeddings lines, but the batch layer builds chat lines.
+        raise ConfigError("hosted embedders are called online: their batch endpoints are not supported")
 
     def close(self) -> None:
         return None
