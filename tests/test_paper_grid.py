@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
@@ -47,18 +48,22 @@ def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(workspace
     rows = {}
     for line in res.output.splitlines():
         cols = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cols) == 7:
+        if len(cols) == 8:  # cell, model, calls, cached, to call, tokens, cost, cost as batch
             rows[cols[0]] = cols
     assert set(rows) >= {c.cell_id for c in exp.cells}
     for cell in exp.cells:
-        _, model, calls, cached, to_call, tokens, cost = rows[cell.cell_id]
+        _, model, calls, cached, to_call, tokens, cost, batch_cost = rows[cell.cell_id]
         assert model, cell.cell_id
         assert (calls, cached, to_call) == (("0", "0", "0") if cell.judge == "random" else ("12", "0", "12")), (
             cell.cell_id
         )
         assert re.fullmatch(r"~[\d,]+", tokens) and (cost == "unknown" or cost.startswith("$")), cell.cell_id
+        assert batch_cost == "unknown" or batch_cost.startswith("$"), cell.cell_id
     # Priced where the table has the model; audio input and self-hosted models are not priced.
     assert rows["gpt-4o__context=full__cot=false"][6].startswith("$")
+    # gpt-4o's batch rates are half its online ones (prices/prices.toml).
+    online, batch = (float(rows["gpt-4o__context=full__cot=false"][i].lstrip("$")) for i in (6, 7))
+    assert batch == pytest.approx(online / 2, rel=0.01)
     assert rows["vllm-qwen2-audio__input=audio__context=full__cot=false"][6] == "unknown"
     assert rows["embedding-e5__context=full"][6] == "$0.0000"
     assert not (workspace.root / "results").exists()  # a dry run writes nothing
