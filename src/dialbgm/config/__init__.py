@@ -10,6 +10,7 @@ from dialbgm._lazy import exports
 __all__ = [
     "CRITERIA_FILE",
     "JUDGE",
+    "RETRIEVAL_KINDS",
     "TASK_FILE",
     "TEMPLATE_FILES",
     "Cell",
@@ -45,6 +46,7 @@ __all__ = [
 _WHERE = {
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
+    "RETRIEVAL_KINDS": "._query",
     "TASK_FILE": "._criteria",
     "TEMPLATE_FILES": "._criteria",
     "Cell": "._experiment",
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
     )
     from dialbgm.config._models import JudgeConfig, ProviderConfig, stable_hash
     from dialbgm.config._prices import PriceTable, load_prices
+    from dialbgm.config._query import RETRIEVAL_KINDS
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace
 

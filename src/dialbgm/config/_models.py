@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 Mode = Literal["listwise", "pointwise"]
 Context = Literal["full", "summary"]
-Kind = Literal["litellm", "llama_cpp_server", "random", "embedding"]
+Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "clap"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri"]
@@ -118,6 +118,13 @@ class JudgeConfig:
     """A judge that writes summaries for items without one (context = "summary")."""
     summarizer_template: str = "summarize"
     """The folder in prompts/ whose system.j2 and user.j2 the summarizer is given."""
+    query: str = ""
+    """Retrieval judges (embedding, clap): the text their text tower embeds — "dialogue",
+    "summary" or "music_caption" ("": the dialogue, or the summary with context = "summary")."""
+    captioner: str = ""
+    """With query = "music_caption": the judge that writes each dialogue's music description."""
+    captioner_template: str = "music_caption"
+    """The folder in prompts/ whose system.j2 and user.j2 the captioner is given."""
     score_by: str = "sampled"
     top_logprobs: int = 20
     scale_min: int = 1
@@ -145,7 +152,14 @@ class JudgeConfig:
         return stable_hash(self.to_dict())
 
 
-_RECORDED_WHEN_SET: dict[str, Any] = {"criteria": {}, "summarizer_template": "summarize", "model_revision": ""}
+_RECORDED_WHEN_SET: dict[str, Any] = {
+    "criteria": {},
+    "summarizer_template": "summarize",
+    "model_revision": "",
+    "query": "",
+    "captioner": "",
+    "captioner_template": "music_caption",
+}
 
 
 def stable_hash(obj: Any) -> str:

@@ -162,9 +162,15 @@ def run_identity(
             clips = _prepare_clips(ws, judge, provider, data_path, limit)
         # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
         config["audio_sha256"] = clips_digest(clips)
-    model = {"judge": model_identity(provider)}
+    model = {"judge": model_identity(provider, judge, ws)}
     if summarizer:
         model["summarizer"] = summarizer[1]
+    from dialbgm.run._captions import captioner_identity
+
+    if captioner := captioner_identity(ws, judge):
+        # Only when there is one, so a run without music captions keeps the hash it had.
+        config["captioner_sha256"] = stable_hash(captioner[0])
+        model["captioner"] = captioner[1]
     return RunIdentity(config, stable_hash(config), model, scoring_identity())
 
 
@@ -210,7 +216,7 @@ def _summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[dict[str, Any], dict
         return None
     sj, sp, tmpl = loaded
     config = {"judge": judge_record(sj), "provider": provider_record(sp, sj), "template_sha256": tmpl.sha256}
-    return config, model_identity(sp)
+    return config, model_identity(sp, sj, ws)
 
 
 @functools.cache

