@@ -31,6 +31,8 @@ from dialbgm.judging import AUDIO_REF, Request, Response, labels_for
 BACKEND_VERSION = 1
 """Bumped when the way vectors are computed changes (it is in every key and store entry)."""
 BATCH = 8
+TOTALS = EmbeddingCounts()
+"""Every CLAP backend's counts in this process (what the tests and the benchmark read)."""
 
 
 def clap_identity(judge: JudgeConfig, ws: Workspace) -> dict[str, Any]:
@@ -171,13 +173,8 @@ class ClapBackend:
             for k, vector in zip(batch, compute(batch), strict=True):
                 rows[k] = vector
                 store.put(kind, keys[k], vector)
-        stored = len(keys) - len(todo)
-        if kind == "audio":
-            self.counts.audio_computed += len(todo)
-            self.counts.audio_stored += stored
-        else:
-            self.counts.text_computed += len(todo)
-            self.counts.text_stored += stored
+        for counts in (self.counts, TOTALS):
+            counts.add(kind, len(todo), len(keys) - len(todo))
         return np.stack(rows)
 
     def _embed_texts(self, texts: list[str]) -> Any:

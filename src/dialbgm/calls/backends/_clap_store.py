@@ -30,6 +30,17 @@ class EmbeddingCounts:
     text_computed: int = 0
     text_stored: int = 0
 
+    def add(self, kind: str, computed: int, stored: int) -> None:
+        if kind == "audio":
+            self.audio_computed += computed
+            self.audio_stored += stored
+        else:
+            self.text_computed += computed
+            self.text_stored += stored
+
+    def reset(self) -> None:
+        self.audio_computed = self.audio_stored = self.text_computed = self.text_stored = 0
+
 
 class EmbeddingStore:
     def __init__(self, directory: Path, model_key: str) -> None:
