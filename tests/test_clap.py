@@ -296,3 +296,16 @@ def test_a_missing_extra_is_named_with_its_install_command(
     assert result.exit_code == 2
     assert "the 'clap' extra (torch not installed)" in result.output
     assert "pip install torch==2.13.0 'dialbgm[clap]'" in result.output
+
+
+def test_weights_that_cannot_be_loaded_stop_the_run_with_exit_2(
+    ws: Workspace, audio_sample: Path, tmp_path: Path
+) -> None:
+    broken = ws.root / "broken"
+    shutil.copytree(ws.root / "weights", broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[:1000])  # a download cut short
+    args = ["eval", "--judge", JUDGE, "--data", str(audio_sample), "--limit", "1", "--set", "model=broken"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert f"the CLAP weights in {broken} cannot be loaded" in result.output and "Traceback" not in result.output

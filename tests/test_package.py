@@ -193,7 +193,9 @@ def test_relative_paths_resolve_against_the_layer_of_their_file(workspace: Works
 
 def test_missing_names_list_where_they_were_looked_for(tmp_path: Path) -> None:
     ws = Workspace(_marked(tmp_path / "w"), builtin=ROOT)
-    with pytest.raises(ConfigError, match=r"no judge 'nope' \(looked for .*w/judges/nope.toml and .*known: .*embedding"):
+    with pytest.raises(
+        ConfigError, match=r"no judge 'nope' \(looked for .*w/judges/nope.toml and .*known: .*embedding"
+    ):
         load_judge(ws, "nope")
     with pytest.raises(ConfigError, match=r"no template 'nope' in .*known: .*weighted_criteria"):
         ws.template_dir("nope")

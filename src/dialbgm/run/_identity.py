@@ -10,11 +10,12 @@ The identity has three parts:
   overrides, every provider setting that can change an answer, the data file's sha256 and the
   limit, every file the judge's template folder lets a render read (``{% include %}``,
   ``{% import %}``, ``{% extends %}``), the few-shot pool, the summarizer's whole effective
-  config (judge, provider, template tree), the clips sent and the parser version. A resumed run
-  must have exactly this again.
-- ``model``: what identifies the models behind the judge and the summarizer beyond their names
-  (the GGUF's sha256 and the llama.cpp version, the embedding model's files), as each backend
-  puts it into every cache key.
+  config (judge, provider, template tree), the captioner's likewise (a retrieval judge with
+  ``query = "music_caption"``), the clips sent and the parser version. A resumed run must have
+  exactly this again.
+- ``model``: what identifies the models behind the judge, the summarizer and the captioner
+  beyond their names (the GGUF's sha256 and the llama.cpp version, the embedding model's files,
+  a CLAP judge's weights folder), as each backend puts it into every cache key.
 - ``scoring``: the code that turns replies into numbers (dialbgm's version, the parser version
   and a hash of the parsing, aggregation and metrics modules).
 

@@ -139,8 +139,9 @@ class ClapBackend:
                 model: Any = ClapModel.from_pretrained(folder, local_files_only=True)
                 model.eval()
                 processor = ClapProcessor.from_pretrained(folder, local_files_only=True)
-            except (OSError, ValueError, RuntimeError) as e:
-                raise ConfigError(f"the CLAP weights in {folder} cannot be loaded: {e}") from None
+            except Exception as e:  # safetensors, torch and transformers each raise their own kinds
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError(f"the CLAP weights in {folder} cannot be loaded: {reason}") from None
             torch.set_grad_enabled(False)
             self._loaded = (model, processor)
         return self._loaded
