@@ -22,10 +22,12 @@ bench: setup
 	.venv/bin/python benchmarks/bench_view.py
 	.venv/bin/python benchmarks/bench_cost_grid.py
 	.venv/bin/python benchmarks/bench_batch.py
+	.venv/bin/python benchmarks/bench_clap.py
 
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup
 	.venv/bin/python -m pip install --quiet uv
-	.venv/bin/uv pip compile pyproject.toml --extra local --extra embedding --extra parquet --extra audio --extra web --extra redis --extra dev \
+	.venv/bin/uv pip compile pyproject.toml --extra local --extra embedding --extra parquet --extra audio --extra web --extra redis \
+		--extra clap-no-torch --extra dev \
 		--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--no-header -o requirements/lock.txt

@@ -25,5 +25,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! .venv/bin/python -c
     echo "$want" > "$stamp"
 fi
 
+# PyTorch for the CLAP judge, outside the lock (uv would lock the CUDA build): pinned, so pip
+# takes the CPU build where it lies on disk; its dependencies come hash-checked from the lock.
+# Idempotent: a venv that has this version already is left alone.
+TORCH_VERSION=2.13.0
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('torch').split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    echo "setup: installing torch==$TORCH_VERSION (CPU build) for the CLAP judge" >&2
+    .venv/bin/python -m pip install --quiet --no-deps "torch==$TORCH_VERSION"
+fi
+
 # The audio sample's music, composed in code and rendered from MIDI (a few seconds; kept when intact).
 .venv/bin/python -m dialbgm_tools.sample_music data/clips >/dev/null

@@ -45,3 +45,5 @@ def shared_data() -> Path:
 
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# No test fetches model weights: a model id is looked up in the local Hugging Face cache only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -48,6 +48,8 @@ HASH_GPT4O_FEWSHOT = "8677430dd5ae0a6c154837b18262912c0a53001b05bd8df0e576e5e6f2
 SAMPLE = Path("data/sample.jsonl")  # relative, as a user types it: the config records the path as given
 
 BUILTIN_JUDGES = {
+    "clap-htsat-unfused",
+    "clap-music",
     "claude-sonnet-4-5",
     "embedding",
     "embedding-e5",

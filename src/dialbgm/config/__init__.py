@@ -13,6 +13,7 @@ __all__ = [
     "CRITERIA_FILE",
     "JUDGE",
     "RATE_KINDS",
+    "RETRIEVAL_KINDS",
     "TASK_FILE",
     "TEMPLATE_FILES",
     "Cell",
@@ -57,6 +58,7 @@ _WHERE = {
     "CRITERIA_FILE": "._criteria",
     "JUDGE": "._starter",
     "RATE_KINDS": "._prices",
+    "RETRIEVAL_KINDS": "._query",
     "TASK_FILE": "._criteria",
     "TEMPLATE_FILES": "._criteria",
     "Cell": "._experiment",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:
         load_prices,
         price_tokens,
     )
+    from dialbgm.config._query import RETRIEVAL_KINDS
     from dialbgm.config._starter import JUDGE, init_workspace
     from dialbgm.config._workspace import Workspace, builtin_root, find_workspace
 

@@ -27,6 +27,7 @@ from dialbgm.config._models import (
     ProviderConfig,
     StructuredOutput,
 )
+from dialbgm.config._query import with_query
 from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError, TemplateError
 
@@ -105,6 +106,7 @@ def load_judge(ws: Workspace, name: str, overrides: dict[str, Any] | None = None
     raw_weights = data.pop("weights", {})
     judge: JudgeConfig = _build(JudgeConfig, data, path, "")
     judge = _with_criteria(ws, judge, raw_criteria, raw_weights, path, overridden)
+    judge = with_query(judge, path, over)
     check_judge(judge, path)
     return judge
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 Mode = Literal["listwise", "pointwise"]
 Context = Literal["full", "summary"]
-Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "embedding_api"]
+Kind = Literal["litellm", "llama_cpp_server", "random", "embedding", "embedding_api", "clap"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
 InputMode = Literal["caption", "audio", "caption+audio"]
 AudioDialect = Literal["input_audio", "input_audio_data_uri", "audio_url"]
@@ -133,6 +133,13 @@ class JudgeConfig:
     """A judge that writes summaries for items without one (context = "summary")."""
     summarizer_template: str = "summarize"
     """The folder in prompts/ whose system.j2 and user.j2 the summarizer is given."""
+    query: str = ""
+    """Retrieval judges (embedding, clap): the text their text tower embeds — "dialogue",
+    "summary" or "music_caption" ("": the dialogue, or the summary with context = "summary")."""
+    captioner: str = ""
+    """With query = "music_caption": the judge that writes each dialogue's music description."""
+    captioner_template: str = "music_caption"
+    """The folder in prompts/ whose system.j2 and user.j2 the captioner is given."""
     score_by: str = "sampled"
     top_logprobs: int = 20
     scale_min: int = 1
@@ -177,6 +184,9 @@ _RECORDED_WHEN_SET: dict[str, Any] = {
     "audio_dialect": "",
     "batch": False,
     "batch_deadline_s": 86400.0,
+    "query": "",
+    "captioner": "",
+    "captioner_template": "music_caption",
 }
 # Capabilities added after runs were recorded: left out of a provider's record while at their
 # default, so that the config hash of a provider that does not use them is the one it had.

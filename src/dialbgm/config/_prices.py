@@ -22,7 +22,7 @@ from dialbgm.config._workspace import Workspace
 from dialbgm.errors import ConfigError
 
 PRICES_FILE = Path("prices") / "prices.toml"
-LOCAL_KINDS_DEFAULT = ("random", "embedding", "llama_cpp_server")
+LOCAL_KINDS_DEFAULT = ("random", "embedding", "llama_cpp_server", "clap")
 
 RateKind = Literal[
     "input",

@@ -47,6 +47,8 @@ class Item:
     annotations: tuple[Annotation, ...] = ()
     consensus: str | None = None
     """The rule that made the candidates' ranks from ``annotations`` (None: the data gave ``rank``)."""
+    music_caption: str | None = None
+    """What music would fit the dialogue, written by a captioner judge (query = "music_caption")."""
 
     @property
     def human_ranks(self) -> list[int]:

@@ -151,7 +151,7 @@ def _cell_plans(
             summary_keys.update(summaries.requests[k].cache_key() for k in todo)
             out.append(
                 CellPlan(
-                    f"{cell.cell_id} (summaries)",
+                    f"{cell.cell_id} ({summaries.what})",
                     sj.name,
                     sj.model,
                     sp.kind,

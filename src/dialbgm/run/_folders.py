@@ -22,7 +22,7 @@ from dialbgm.storage import cannot_write, writing
 RESULT_FILES = ("manifest.json", "units.jsonl", "items.jsonl", "metrics.json", "plan.json", "journal.jsonl")
 
 
-RUN_FILES = (*RESULT_FILES, "summaries.jsonl", "report.html", "report.md")
+RUN_FILES = (*RESULT_FILES, "summaries.jsonl", "captions.jsonl", "report.html", "report.md")
 
 
 """Everything a run (or ``report`` on it) writes: what ``--force`` replaces as a whole."""

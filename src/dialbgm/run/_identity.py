@@ -10,11 +10,12 @@ The identity has three parts:
   overrides, every provider setting that can change an answer, the data file's sha256 and the
   limit, every file the judge's template folder lets a render read (``{% include %}``,
   ``{% import %}``, ``{% extends %}``), the few-shot pool, the summarizer's whole effective
-  config (judge, provider, template tree), the clips sent and the parser version. A resumed run
-  must have exactly this again.
-- ``model``: what identifies the models behind the judge and the summarizer beyond their names
-  (the GGUF's sha256 and the llama.cpp version, the embedding model's files), as each backend
-  puts it into every cache key.
+  config (judge, provider, template tree), the captioner's likewise (a retrieval judge with
+  ``query = "music_caption"``), the clips sent and the parser version. A resumed run must have
+  exactly this again.
+- ``model``: what identifies the models behind the judge, the summarizer and the captioner
+  beyond their names (the GGUF's sha256 and the llama.cpp version, the embedding model's files,
+  a CLAP judge's weights folder), as each backend puts it into every cache key.
 - ``scoring``: the code that turns replies into numbers (dialbgm's version, the parser version
   and a hash of the parsing, aggregation and metrics modules).
 
@@ -167,9 +168,15 @@ def run_identity(
             clips = _prepare_clips(ws, judge, provider, data_path, limit)
         # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
         config["audio_sha256"] = clips_digest(clips)
-    model = {"judge": model_identity(provider)}
+    model = {"judge": model_identity(provider, judge, ws)}
     if summarizer:
         model["summarizer"] = summarizer[1]
+    from dialbgm.run._captions import captioner_identity
+
+    if captioner := captioner_identity(ws, judge):
+        # Only when there is one, so a run without music captions keeps the hash it had.
+        config["captioner_sha256"] = stable_hash(captioner[0])
+        model["captioner"] = captioner[1]
     return RunIdentity(config, stable_hash(config), model, scoring_identity())
 
 
@@ -221,7 +228,7 @@ def _summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[dict[str, Any], dict
         return None
     sj, sp, tmpl = loaded
     config = {"judge": judge_record(sj), "provider": provider_record(sp, sj), "template_sha256": tmpl.sha256}
-    return config, model_identity(sp)
+    return config, model_identity(sp, sj, ws)
 
 
 @functools.cache

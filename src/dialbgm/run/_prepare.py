@@ -70,6 +70,8 @@ class Prepared:
     prompts: PromptSet | None
     pool: FewShotPool | None
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    summaries_file: str = "summaries.jsonl"
+    """Where ``summaries`` are recorded (``captions.jsonl`` for a retrieval judge's music captions)."""
     keys: DigestTable = field(default_factory=DigestTable)
     """The cache key of each unit's request, in plan order (on disk: see DigestTable)."""
     messages_sha256: DigestTable = field(default_factory=DigestTable)
@@ -141,6 +143,9 @@ def prepare(
         raise ConfigError(f"--limit must be a whole number >= 1, got {limit!r}")
     dataset = load_dataset(data_path).limited(limit)
     item_hashes = {i.id: item_sha256(i) for i in dataset}
+    from dialbgm.run._captions import CAPTIONS_FILE, check_query, needs_texts, plan_texts
+
+    check_query(judge, provider)
     backend = make_backend(judge, provider, ws)
     prompts = PromptSet(ws.template_dir(judge.template)) if renders_prompts(provider) else None
     pool = None
@@ -152,10 +157,8 @@ def prepare(
         raise JudgeDataError(judge.name, problems)
     summaries: list[dict[str, Any]] = []
     pending = None
-    if judge.context == "summary":
-        from dialbgm.run._summaries import plan_summaries
-
-        splan = summaries_from or plan_summaries(ws, dataset, judge, use_cache=use_cache)
+    if needs_texts(judge):
+        splan = summaries_from or plan_texts(ws, dataset, judge, use_cache=use_cache)
         if splan.todo and allow_summary_calls and not defer_summaries:
             splan.generate(ws)
         if splan.todo and defer_summaries:
@@ -165,7 +168,7 @@ def prepare(
             dataset, summaries = splan.apply(dataset)
     clips = None
     if wants_audio(judge):
-        if not backend.needs_messages:
+        if not backend.needs_messages and provider.kind != "clap":
             raise ConfigError(f"judge {judge.name!r}: input = {judge.input!r} applies to LLM judges only")
         from dialbgm.data import ClipStore
 
@@ -184,6 +187,7 @@ def prepare(
         summaries,
         clips=clips,
         pending_summaries=pending,
+        summaries_file=CAPTIONS_FILE if judge.query == "music_caption" else "summaries.jsonl",
         item_sha256=item_hashes,
         keys=DigestTable(directory=ws.root),
         messages_sha256=DigestTable(directory=ws.root),
@@ -208,6 +212,9 @@ def _request_for(
 ) -> Request:
     messages = None
     schema = None
+    if prompts is None and clips is not None:
+        # A backend that renders no prompt but hears the clips (CLAP) gets their audio parts.
+        messages = [clips[c.id] for c in unit.shown]
     if prompts is not None:
         messages = prompts.messages(judge, unit.item, unit.shown, unit.shots, unit.labels or None, clips)
         n = len(unit.shown)

