@@ -294,3 +294,21 @@ def test_progress_and_batch_status_show_each_batch(workspace: Workspace, sample_
     assert table.exit_code == 0 and "completed (collected)" in table.output
     missing = CliRunner().invoke(app, ["batch", "status", str(tmp_path)])
     assert missing.exit_code == 2 and "no batches.json" in missing.output
+
+
+def test_a_batched_run_is_paid_at_the_batch_rates(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:
+    """The batch client marks its units ``mode = batch``; the price table's batch rates apply to them."""
+    with BatchServer() as server:
+        judge = setup_judge(workspace, "openai", server.root)
+        path = workspace.judges_dir / f"{judge}.toml"
+        path.write_text(path.read_text().replace('"gpt-4o-mini"', '"gpt-4o"'))  # gpt-4o has batch rates
+        spec = RunSpec(judge, sample_path, limit=4)
+        batched = evaluate(workspace, spec, RunOptions(out_dir=tmp_path / "b", batch=True)).manifest["cost"]
+        online = evaluate(workspace, spec, RunOptions(out_dir=tmp_path / "o", use_cache=False)).manifest["cost"]
+    assert {c["rate"] for c in batched["charges"]} == {"batch_input", "batch_output"}
+    assert {c["rate"] for c in online["charges"]} == {"input", "output"}
+    tokens = {c["rate"]: c["tokens"] for c in batched["charges"]}
+    assert tokens == {"batch_input": online["tokens"]["paid_in"], "batch_output": online["tokens"]["paid_out"]}
+    # gpt-4o's batch rates are half its online ones, and the saving is said.
+    assert batched["cost_usd"] == pytest.approx(online["cost_usd"] / 2, abs=1e-4)
+    assert batched["saved_batch_usd"] == pytest.approx(batched["cost_usd"], abs=1e-4)
