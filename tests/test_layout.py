@@ -30,7 +30,8 @@ LAYERS = {
     "run": 6,
     "analysis": 7,
     "report": 8,
-    "cli": 9,
+    "web": 9,
+    "cli": 10,
 }
 """Lowest first. A stage imports only from stages with a lower number, and from the foundation."""
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dialbgm.cli._annotate import annotate_app
 from dialbgm.cli._cache import cache_app
 from dialbgm.cli._common import DataOpt, SetOpt
 
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
+app.add_typer(annotate_app, name="annotate")
 register_experiments(app)
 
 
