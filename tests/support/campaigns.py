@@ -131,3 +131,37 @@ def _wait_listening(server: Server) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise AssertionError("the server does not answer")
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def open_page(client: object, link: str) -> tuple[str, str]:
+    """Follow an annotator's link to the page it lands on: (that page's URL, its HTML)."""
+    import httpx
+
+    assert isinstance(client, httpx.Client)
+    r = client.get(link, follow_redirects=True)
+    assert r.status_code == 200, r.text[:300]
+    return str(r.url), r.text
+
+
+def rank_form(html: str, ranks: dict[str, int], csrf: str | None = None) -> dict[str, str]:
+    """The form fields that give the clips (by the caption's first word: party/piano/drums) these ranks."""
+    blocks = re.findall(r'data-k="(\d+)" id="cand-[A-Z]">.*?<p class="caption">(\w+) music', html, re.S)
+    assert len(blocks) == len(ranks), html[:500]
+    form = {"csrf": csrf or csrf_of(html)}
+    for k, clip in blocks:
+        form[f"rank-{k}"] = str(ranks[clip])
+        form[f"listened-{k}"] = "1.0"
+    return form
+
+
+def item_of(html: str) -> str:
+    """The item id a page shows (the captions name it: 'party music <i>for</i> d2')."""
+    m = re.search(r"music &lt;i&gt;for&lt;/i&gt; (\w+)", html)
+    assert m
+    return m.group(1)
