@@ -19,7 +19,7 @@ from dialbgm.data import load_dataset
 from tests.support.campaigns import Server, start_server, write_campaign
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -114,7 +114,10 @@ def test_two_annotators_complete_a_campaign(tmp_path: Path, browser: Browser) ->
     env = {**os.environ, "DIALBGM_HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "dialbgm", "annotate", "export", "demo", "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     ds = load_dataset(out)
@@ -126,7 +129,11 @@ def test_two_annotators_complete_a_campaign(tmp_path: Path, browser: Browser) ->
         assert got["bob"] == BOB[item.id]
     status = subprocess.run(
         [sys.executable, "-m", "dialbgm", "annotate", "status", "demo", "--format", "json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = {r["name"]: r for r in json.loads(status.stdout)["annotators"]}
     assert rows["alice"]["done"] == rows["bob"]["done"] == 4

@@ -63,7 +63,9 @@ def test_export_loads_and_eval_runs(folder: Path, rule: str, d1: list[int], d2: 
     out = folder / "out" / "ranked.jsonl"
     result = runner.invoke(app, ["annotate", "export", "demo", "--out", str(out), "--consensus", rule])
     assert result.exit_code == 0, result.output
-    assert f"consensus: {rule}" in result.output and "2 items" in result.output and "1 items not ranked" in result.output
+    assert (
+        f"consensus: {rule}" in result.output and "2 items" in result.output and "1 items not ranked" in result.output
+    )
     ds = load_dataset(out)
     assert [i.id for i in ds.items] == ["d1", "d2"]  # d3 has no ranking yet; g1 is gold, never exported
     by_id = {i.id: i for i in ds.items}

@@ -81,7 +81,7 @@ def test_a_token_reaches_only_its_own_submissions(server: Server) -> None:
         assert _post(alice, a_url, rank_form(a_html, RANKS), server.base).status_code == 303
         before = store.submissions("demo", "alice")
         # Another annotator's session and CSRF token do not work on alice's page.
-        b_url, b_html = open_page(carol, server.links["bob"])
+        _b_url, b_html = open_page(carol, server.links["bob"])
         b_csrf = csrf_of(b_html)
         a_page = a_url.replace(server.links["alice"].rsplit("/", 1)[1], server.links["bob"].rsplit("/", 1)[1])
         forged = rank_form(a_html, {"party": 3, "piano": 2, "drums": 1}, csrf=b_csrf)

@@ -54,7 +54,9 @@ def postgres_server() -> Iterator[str]:
         )
         options = f"-p {port} -k {folder} -c listen_addresses='' -c fsync=on"
         subprocess.run(
-            _as_user([str(BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], user),
+            _as_user(
+                [str(BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], user
+            ),
             check=True,
             capture_output=True,
             env=env,

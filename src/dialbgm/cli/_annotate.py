@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -26,7 +25,7 @@ DbOpt = Annotated[
 class _ServeByDefault(TyperGroup):
     """``dialbgm annotate DATA --campaign NAME`` serves; ``annotate status|export NAME`` are subcommands."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["serve", *args]
         return super().parse_args(ctx, args)
@@ -42,8 +41,10 @@ annotate_app = typer.Typer(
 
 @annotate_app.command("serve")
 def serve_cmd(
-    data: Annotated[Path | None, typer.Argument(help="The data file to annotate (or `data` in the campaign file).")] = None,
-    campaign: Annotated[str, typer.Option("--campaign", "-c", help="campaigns/NAME.toml, or a path.")] = "",
+    campaign: Annotated[str, typer.Option("--campaign", "-c", help="campaigns/NAME.toml, or a path.")],
+    data: Annotated[
+        Path | None, typer.Argument(help="The data file to annotate (or `data` in the campaign file).")
+    ] = None,
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 8765,
@@ -51,8 +52,6 @@ def serve_cmd(
     """Serve the annotation pages of a campaign; prints each new annotator's link once."""
     from dialbgm.web import bind, open_campaign, serve_campaign
 
-    if not campaign:
-        raise click.UsageError("give the campaign: --campaign NAME")
     try:
         state = open_campaign(campaign, workspace(), db, data)
         sock = bind(host, port)
@@ -93,7 +92,9 @@ def status_cmd(
         table.add_column(col, justify="left" if col == "annotator" else "right")
     for r in rows:
         gold = f"{r.gold_failed} of {r.gold_done}" if c.gold else "-"
-        table.add_row(r.name, f"{r.done} / {r.total}", gold, f"{r.seconds / 60:.1f} min", "FLAGGED" if r.flagged else "")
+        table.add_row(
+            r.name, f"{r.done} / {r.total}", gold, f"{r.seconds / 60:.1f} min", "FLAGGED" if r.flagged else ""
+        )
     Console().print(table)
     if c.gold:
         typer.echo(f"flagged: more than {c.gold.failure_threshold:.0%} of the gold items served failed")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from contextvars import ContextVar
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 

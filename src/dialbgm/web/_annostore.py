@@ -75,9 +75,7 @@ class AnnotationStore:
             try:
                 import psycopg  # noqa: F401
             except ImportError:
-                raise ConfigError(
-                    "--db postgresql://... needs psycopg: pip install 'dialbgm[postgres]'"
-                ) from None
+                raise ConfigError("--db postgresql://... needs psycopg: pip install 'dialbgm[postgres]'") from None
         else:
             path = Path(url.removeprefix("sqlite:///"))
             try:
@@ -108,23 +106,23 @@ class AnnotationStore:
         if self.postgres:
             import psycopg
 
-            with psycopg.connect(self.url) as conn, conn.cursor() as cur:
-                yield cur
+            with psycopg.connect(self.url) as conn, conn.cursor() as pcur:
+                yield pcur
             return
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        lite = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             # FULL: a commit survives a power cut too, not only the process being killed.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            cur = conn.cursor()
+            lite.execute("PRAGMA synchronous=FULL")
+            lite.execute("BEGIN IMMEDIATE")
+            cur = lite.cursor()
             try:
                 yield cur
             except BaseException:
-                conn.execute("ROLLBACK")
+                lite.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            lite.execute("COMMIT")
         finally:
-            conn.close()
+            lite.close()
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql

@@ -164,7 +164,7 @@ def _first_open(site: AnnotationSite, who: _Annotator) -> int | None:
 def build_annotation_app(site: AnnotationSite) -> Starlette:
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+    from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse
     from starlette.routing import Route
 
     c = site.campaign
@@ -261,9 +261,14 @@ def build_annotation_app(site: AnnotationSite) -> Starlette:
         submitted = {(s.kind, s.item) for s in subs}
         pages = [{"position": s.position, "done": (s.kind, s.item.id) in submitted} for s in who.slots]
         page = site.render(
-            "done.html", campaign=c.name, annotator=who.name, token=token, pages=pages, finished=all(
-                p["done"] for p in pages
-            ), done=len(submitted), total=len(who.slots)
+            "done.html",
+            campaign=c.name,
+            annotator=who.name,
+            token=token,
+            pages=pages,
+            finished=all(p["done"] for p in pages),
+            done=len(submitted),
+            total=len(who.slots),
         )
         return _with_session(page, sid, new)
 

@@ -70,9 +70,7 @@ def annotation_status(state: CampaignState) -> list[AnnotatorStatus]:
         failed = sum(gold_failed(c, s) for s in golds) if c.gold else 0
         flagged = bool(c.gold and golds and failed / len(golds) > c.gold.failure_threshold)
         total = len(c.sequence(name, state.data))
-        out.append(
-            AnnotatorStatus(name, len(mine), total, len(golds), failed, sum(s.seconds for s in mine), flagged)
-        )
+        out.append(AnnotatorStatus(name, len(mine), total, len(golds), failed, sum(s.seconds for s in mine), flagged))
     return out
 
 
@@ -144,9 +142,7 @@ def export_campaign(state: CampaignState, out: Path, consensus: str | None = Non
     return len(rows), left_out
 
 
-def campaign_dataset(
-    name: str, workspace: Workspace, db: str | None = None, consensus: str | None = None
-) -> Dataset:
+def campaign_dataset(name: str, workspace: Workspace, db: str | None = None, consensus: str | None = None) -> Dataset:
     """Campaign ``name``'s rankings as a loaded data set (for ``dialbgm agreement NAME``): the
     export, written to ``annotations/NAME.jsonl`` of the workspace, then loaded and validated
     as any data file."""
