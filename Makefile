@@ -23,6 +23,6 @@ bench: setup
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup
 	.venv/bin/python -m pip install --quiet uv
-	.venv/bin/uv pip compile pyproject.toml --extra local --extra embedding --extra parquet --extra audio --extra dev \
+	.venv/bin/uv pip compile pyproject.toml --extra local --extra embedding --extra parquet --extra audio --extra web --extra postgres --extra dev \
 		--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--no-header -o requirements/lock.txt

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dialbgm.config._workspace import Workspace
+from tests.support.browser import browser, page  # noqa: F401  (fixtures: headless chromium for the viewer's tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from dialbgm.data import load_dataset
 from tests.support.campaigns import Server, start_server, write_campaign
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -36,22 +35,6 @@ BOB = {  # ranks typed per clip: d2 ties piano and drums
     "d3": {"party": 2, "piano": 3, "drums": 1},
     "g1": {"party": 1, "piano": 2, "drums": 3},
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--autoplay-policy=no-user-gesture-required", "--mute-audio"],
-        )
-        yield b
-        b.close()
 
 
 def _clip_names(page: Page) -> list[str]:

@@ -13,6 +13,7 @@ from dialbgm.cli import app
 from dialbgm.config import Workspace
 from dialbgm.data import load_dataset
 from dialbgm.web import AnnotationStore, campaign_dataset, open_campaign
+from tests.support.browser import off_the_browser_thread
 from tests.support.campaigns import write_campaign
 
 runner = CliRunner()
@@ -78,7 +79,10 @@ def test_export_loads_and_eval_runs(folder: Path, rule: str, d1: list[int], d2: 
     # The clips are found from the export's own folder.
     cand = json.loads(out.read_text().splitlines()[0])["candidates"][0]
     assert (out.parent / cand["audio"]).resolve() == (folder / "clips" / "party.wav").resolve()
-    run = runner.invoke(app, ["eval", "--judge", "random", "--data", str(out), "--out", str(folder / "run")])
+    # In a thread of its own: a browser test of this session may hold an event loop in this one.
+    run = off_the_browser_thread(
+        runner.invoke, app, ["eval", "--judge", "random", "--data", str(out), "--out", str(folder / "run")]
+    )
     assert run.exit_code == 0, run.output
     items = [json.loads(line) for line in (folder / "run" / "items.jsonl").read_text().splitlines()]
     assert {r["human_consensus"] for r in items} == {rule}

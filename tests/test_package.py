@@ -381,6 +381,12 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path:
         ):
             assert z.read(f"dialbgm/builtin/{rel}") == (ROOT / rel).read_bytes(), rel
     assert not [n for n in names if "/clips/" in n or n.endswith((".flac", ".wav", ".ogg", ".mp3"))]
+    # The viewer's templates and assets travel as package data (through the sdist's MANIFEST.in too).
+    web = ROOT / "src" / "dialbgm" / "web"
+    assets = {
+        f"dialbgm/web/{p.relative_to(web).as_posix()}" for d in ("templates", "static") for p in (web / d).rglob("*.*")
+    }
+    assert assets and assets <= names, sorted(assets - names)
     shipped = {n.removeprefix("dialbgm/builtin/") for n in names if n.startswith("dialbgm/builtin/")}
     in_git = {
         line

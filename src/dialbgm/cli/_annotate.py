@@ -48,16 +48,18 @@ def serve_cmd(
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 8765,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --host that is not loopback (annotators elsewhere).")
+    ] = False,
 ) -> None:
     """Serve the annotation pages of a campaign; prints each new annotator's link once."""
-    from dialbgm.web import bind, open_campaign, serve_campaign
+    from dialbgm.web import open_campaign, serve_campaign
 
     try:
         state = open_campaign(campaign, workspace(), db, data)
-        sock = bind(host, port)
+        serve_campaign(state, host, port, typer.echo, allow_remote)
     except DialbgmError as e:
         fail(e)
-    serve_campaign(state, sock, lambda line: typer.echo(line))
 
 
 @annotate_app.command("status")

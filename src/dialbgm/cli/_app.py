@@ -19,6 +19,7 @@ from dialbgm.cli._common import warn as _warn
 from dialbgm.cli._common import workspace as _workspace
 from dialbgm.cli._experiments import register as register_experiments
 from dialbgm.cli._inspect import register as register_inspection
+from dialbgm.cli._view import register as register_view
 
 app = typer.Typer(
     name="dialbgm",
@@ -200,6 +201,7 @@ class _progress:
 
 # After eval: --help lists the commands in the order they are added.
 register_inspection(app)
+register_view(app)
 
 
 def main() -> None:

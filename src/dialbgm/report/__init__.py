@@ -8,18 +8,22 @@ from dialbgm._lazy import exports
 
 __all__ = [
     "LABELS",
+    "num",
     "print_run",
+    "pval",
     "write_report_checked",
 ]
 
 _WHERE = {
     "LABELS": "._format",
+    "num": "._format",
     "print_run": "._terminal",
+    "pval": "._format",
     "write_report_checked": "._write",
 }
 
 if TYPE_CHECKING:
-    from dialbgm.report._format import LABELS
+    from dialbgm.report._format import LABELS, num, pval
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
 

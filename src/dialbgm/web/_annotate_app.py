@@ -27,6 +27,8 @@ from dialbgm.web._annotate_forms import (
     same_origin,
 )
 from dialbgm.web._campaign import Campaign, Slot
+from dialbgm.web._templates import STATIC as STATIC_ROOT
+from dialbgm.web._templates import render
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -35,9 +37,7 @@ if TYPE_CHECKING:
 
     from dialbgm.data import Dataset
 
-_HERE = Path(__file__).parent
-STATIC = _HERE / "static" / "annotate"
-TEMPLATES = _HERE / "templates"
+STATIC = STATIC_ROOT / "annotate"
 _STATIC_FILES = {"annotate.js": "text/javascript", "annotate.css": "text/css"}
 
 
@@ -51,18 +51,11 @@ class AnnotationSite:
     """The campaign being served: its sequences are computed once per annotator and kept."""
 
     def __init__(self, campaign: Campaign, data: Dataset, store: AnnotationStore) -> None:
-        from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
         self.campaign = campaign
         self.data = data
         self.store = store
         self.secret = store.secret(campaign.name)
         self._sequences: dict[str, list[Slot]] = {}
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            undefined=StrictUndefined,
-        )
 
     # ------------------------------------------------------------------ who is asking
 
@@ -86,7 +79,7 @@ class AnnotationSite:
     def render(self, name: str, status: int = 200, **context: Any) -> Response:
         from starlette.responses import HTMLResponse
 
-        return HTMLResponse(self.env.get_template(f"annotate/{name}").render(**context), status_code=status)
+        return HTMLResponse(render(f"annotate/{name}", **context), status_code=status)
 
     def forbidden(self) -> Response:
         return self.render("denied.html", 403, campaign=self.campaign.name)

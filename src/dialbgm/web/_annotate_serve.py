@@ -2,43 +2,41 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
-from dialbgm.errors import InputError
+from dialbgm.errors import ConfigError
 from dialbgm.web._annotate_app import AnnotationSite, build_annotation_app
 from dialbgm.web._annotate_export import CampaignState
+from dialbgm.web._server import bind, is_loopback, url_of
+from dialbgm.web._settings import need_web
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the links are printed so that they name the real port
-    (``port`` 0: any free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
+def remote_warning(host: str, allow_remote: bool) -> str | None:
+    """Annotators on other machines need a non-loopback address; the links are then the only
+    lock, and plain HTTP carries them in clear: say so, and ask for it explicitly."""
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        raise ConfigError(
+            f"--host {host} is not a loopback address: annotators elsewhere could reach the pages, protected only "
+            "by their links, over plain HTTP. Add --allow-remote to do it (best behind an HTTPS proxy)."
+        )
+    return f"listening on {host}: the annotator links are the only protection, and HTTP sends them in clear"
 
 
-def base_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
-
-
-def serve_campaign(state: CampaignState, sock: socket.socket, say: Callable[[str], None]) -> None:
+def serve_campaign(
+    state: CampaignState, host: str, port: int, say: Callable[[str], None], allow_remote: bool = False
+) -> None:
     """Issue the tokens of annotators who have none, print their links, and serve until stopped."""
+    need_web()
     import uvicorn
 
+    if warning := remote_warning(host, allow_remote):
+        say(f"warning: {warning}")
+    sock = bind(host, port)
     c = state.campaign
     made = state.store.issue_tokens(c.name, c.annotators)
-    base = base_url(sock)
+    base = url_of(sock).rstrip("/")
     say(f"campaign {c.name}: {len(state.data)} items from {state.data.path}; submissions in {state.store.describe()}")
     if made:
         say("new annotator links (shown only this once: keep them, each is that annotator's password):")
@@ -49,5 +47,10 @@ def serve_campaign(state: CampaignState, sock: socket.socket, say: Callable[[str
         say(f"links made earlier (not shown again): {', '.join(others)}")
     say(f"serving on {base} (Ctrl-C to stop; every submission is already stored)")
     app = build_annotation_app(AnnotationSite(c, state.data, state.store))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled once it has shut down: the normal end
+    finally:
+        sock.close()

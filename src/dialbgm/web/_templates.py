@@ -1,0 +1,41 @@
+"""The Jinja2 environment of the pages: autoescape on for every template, undefined names fail.
+
+Text from data, judge replies and configs reaches a page only as a variable, so it is escaped as
+HTML text; a template never marks such text ``|safe``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+
+@cache
+def environment() -> Any:
+    """One environment per process (templates are compiled once, then cached by Jinja)."""
+    import jinja2
+
+    from dialbgm.report import LABELS, num, pval
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        # True, not select_autoescape(): a template named otherwise than *.html is escaped too.
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = num
+    env.filters["pval"] = pval
+    env.globals["LABELS"] = LABELS
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    page: str = environment().get_template(name).render(**context)
+    return page
