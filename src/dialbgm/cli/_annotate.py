@@ -127,3 +127,26 @@ def export_cmd(
         fail(e)
     rule = consensus or state.campaign.consensus
     typer.echo(f"wrote {target}: {written} items, consensus: {rule} ({left_out} items not ranked yet, left out)")
+
+
+@annotate_app.command("link")
+def link_cmd(
+    name: Annotated[str, typer.Argument(help="The campaign.")],
+    annotator: Annotated[str, typer.Argument(help="The annotator whose link was lost.")],
+    db: DbOpt = None,
+    base: Annotated[str, typer.Option(help="The server's address, to print a whole link.")] = "http://127.0.0.1:8765",
+) -> None:
+    """Make a new link for an annotator (the old one stops working; their submissions stay theirs)."""
+    from dialbgm.errors import ConfigError
+    from dialbgm.web import open_campaign
+
+    try:
+        state = open_campaign(name, workspace(), db)
+        if annotator not in state.campaign.annotators:
+            raise ConfigError(
+                f"{annotator!r} is not an annotator of campaign {name!r}: {', '.join(state.campaign.annotators)}"
+            )
+        token = state.store.replace_token(state.campaign.name, annotator)
+    except DialbgmError as e:
+        fail(e)
+    typer.echo(f"{annotator}: {base.rstrip('/')}/a/{token}")

@@ -202,6 +202,20 @@ class AnnotationStore:
                     made[a] = token
         return made
 
+    def replace_token(self, name: str, annotator: str) -> str:
+        """A new token for ``annotator`` (a lost link): the old one stops working at once."""
+        token = secrets.token_urlsafe(24)
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO annotators (campaign, name, token_sha256, created) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (campaign, name) DO UPDATE SET token_sha256 = excluded.token_sha256,"
+                    " created = excluded.created"
+                ),
+                (name, annotator, token_hash(token), time.time()),
+            )
+        return token
+
     def annotator_for(self, name: str, token: str) -> str | None:
         rows = self._run(
             "SELECT name FROM annotators WHERE campaign = ? AND token_sha256 = ?", (name, token_hash(token))
