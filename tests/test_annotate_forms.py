@@ -70,3 +70,15 @@ def test_a_lost_link_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert CliRunner().invoke(app, ["annotate", "link", "demo", "mallory"]).exit_code == 2
     finally:
         server.stop()
+
+
+def test_captions_hidden_by_the_campaign(tmp_path: Path) -> None:
+    write_campaign(tmp_path, gold=False, captions=False)
+    server = start_server(tmp_path)
+    try:
+        with httpx.Client() as c:
+            _, html = open_page(c, server.links["alice"])
+        assert 'class="caption"' not in html and "party music" not in html
+        assert html.count("<audio ") == 3, "the clips are still there to be heard"
+    finally:
+        server.stop()

@@ -134,6 +134,8 @@ def default_export(workspace: Workspace, name: str) -> Path:
 
 def export_campaign(state: CampaignState, out: Path, consensus: str | None = None) -> tuple[int, int]:
     """Write the campaign's data file (whole or not at all); returns (items written, left out)."""
+    if out.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        raise InputError(f"{out}: the export is JSON lines (annotations have no long form): name it .jsonl")
     rows, left_out = export_rows(state, out, consensus)
     if not rows:
         raise InputError(f"campaign {state.campaign.name!r} has no submitted ranking yet: nothing to export")
