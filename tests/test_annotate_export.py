@@ -89,7 +89,9 @@ def test_export_loads_and_eval_runs(folder: Path, rule: str, d1: list[int], d2: 
 
 
 def test_campaign_dataset_for_agreement(folder: Path) -> None:
-    ds = campaign_dataset("demo", Workspace(folder))
+    assert campaign_dataset(Workspace(folder), "no-such-campaign") is None
+    ds = campaign_dataset(Workspace(folder), "demo")
+    assert ds is not None
     assert ds.path == folder / "annotations" / "demo.jsonl"
     assert {a.annotator for i in ds.items for a in i.annotations} == {"alice", "bob"}
 

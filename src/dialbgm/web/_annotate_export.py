@@ -14,6 +14,7 @@ from dialbgm.data import Dataset, Item, load_dataset
 from dialbgm.errors import InputError
 from dialbgm.storage import write_jsonl
 from dialbgm.web._annostore import AnnotationStore, Submission
+from dialbgm.web._campaign import NAME_RE as _NAME_RE
 from dialbgm.web._campaign import Campaign, campaign_file, load_campaign
 
 
@@ -144,10 +145,18 @@ def export_campaign(state: CampaignState, out: Path, consensus: str | None = Non
     return len(rows), left_out
 
 
-def campaign_dataset(name: str, workspace: Workspace, db: str | None = None, consensus: str | None = None) -> Dataset:
-    """Campaign ``name``'s rankings as a loaded data set (for ``dialbgm agreement NAME``): the
-    export, written to ``annotations/NAME.jsonl`` of the workspace, then loaded and validated
-    as any data file."""
+def campaign_dataset(
+    workspace: Workspace, name: str, db: str | None = None, consensus: str | None = None
+) -> Dataset | None:
+    """Campaign ``name``'s rankings as a loaded data set (``dialbgm agreement NAME`` calls this):
+    the export, written to ``annotations/NAME.jsonl`` of the workspace, then loaded and validated
+    as any data file. None when there is no campaign file of that name (a malformed one, or one
+    with nothing submitted yet, is an error)."""
+    is_path = name.endswith(".toml") or "/" in name
+    if not is_path and (not _NAME_RE.match(name) or workspace.find(f"campaigns/{name}.toml") is None):
+        return None
+    if is_path and not Path(name).is_file():
+        return None
     state = open_campaign(name, workspace, db)
     out = default_export(workspace, state.campaign.name)
     export_campaign(state, out, consensus)

@@ -33,7 +33,7 @@ from dialbgm.data import Dataset, Item, load_dataset
 from dialbgm.errors import DataError, Problem
 from dialbgm.metrics import CONSENSUS_RULES
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _KEYS = {
     "data",
     "guideline",
@@ -121,7 +121,7 @@ def campaign_file(name: str, workspace: Workspace) -> Path:
         if not path.is_file():
             raise CampaignError([Problem(name, None, "<file>", "no such campaign file")])
         return path
-    if not _NAME.match(name):
+    if not NAME_RE.match(name):
         raise CampaignError([Problem(name, None, "<name>", "a campaign name is letters, digits, _ . and -")])
     found = workspace.find(f"campaigns/{name}.toml")
     if found is None:
@@ -198,7 +198,7 @@ def load_campaign(path: Path, workspace: Workspace, data_arg: Path | None = None
         bad(None, "annotators", "required: the list of annotator names")
     names: list[str] = []
     for n, a in enumerate(annotators):
-        if not isinstance(a, str) or not _NAME.match(a):
+        if not isinstance(a, str) or not NAME_RE.match(a):
             bad(None, "annotators", f"[{n}]: a name is letters, digits, _ . and - (at most 64), got {a!r}")
         elif a in names:
             bad(None, "annotators", f"[{n}]: {a!r} is listed twice")
