@@ -12,9 +12,11 @@ __all__ = [
     "Run",
     "analyse",
     "analyse_cells",
+    "campaign_agreement",
     "data_warning",
     "diff_runs",
     "export",
+    "human_block",
     "load_any",
     "load_experiment",
     "load_folder",
@@ -32,9 +34,11 @@ _WHERE = {
     "Run": "._frames",
     "analyse": "._compare",
     "analyse_cells": "._compare",
+    "campaign_agreement": "._human",
     "data_warning": "._compare",
     "diff_runs": "._diff",
     "export": "._export",
+    "human_block": "._human",
     "load_any": "._frames",
     "load_experiment": "._frames",
     "load_folder": "._cells",
@@ -53,5 +57,6 @@ if TYPE_CHECKING:
     from dialbgm.analysis._diff import diff_runs
     from dialbgm.analysis._export import export
     from dialbgm.analysis._frames import Experiment, Run, load_any, load_experiment, load_run
+    from dialbgm.analysis._human import campaign_agreement, human_block
 
 __getattr__ = exports(__name__, _WHERE)

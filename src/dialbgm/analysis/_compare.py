@@ -25,6 +25,7 @@ from dialbgm.analysis._agreement import agreement
 from dialbgm.analysis._cells import CellData, load_folder
 from dialbgm.analysis._comparisons import adjust_family, compare_pair
 from dialbgm.analysis._cost import cost
+from dialbgm.analysis._human import human_block
 from dialbgm.analysis._leaderboard import bias_table, leaderboard
 from dialbgm.errors import DialbgmError
 
@@ -70,7 +71,8 @@ def analyse_cells(
         ]
         family = adjust_family(comps)
         prices = load_prices(ws) if ws is not None else PriceTable("none", "-", None)
-        return {
+        human = human_block(cells, n_flips=n_flips, n_resamples=n_resamples, seed=seed, by_content=by_content)
+        result = {
             "folder": str(path),
             "experiment": spec,
             "leaderboard": leaderboard(cells),
@@ -83,6 +85,9 @@ def analyse_cells(
             "cost": cost(cells, prices),
             "prices": {"version": prices.version, "date": prices.date, "file": prices.path},
         }
+        if human is not None:  # only for annotated data: other comparisons stay as they were
+            result["human"] = human
+        return result
 
 
 def data_files(cells: list[CellData]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dialbgm.cli._agreement import register as register_agreement
 from dialbgm.cli._annotate import annotate_app
 from dialbgm.cli._cache import cache_app
 from dialbgm.cli._common import DataOpt, SetOpt
@@ -202,6 +203,7 @@ class _progress:
 # After eval: --help lists the commands in the order they are added.
 register_inspection(app)
 register_view(app)
+register_agreement(app)
 
 
 def main() -> None:

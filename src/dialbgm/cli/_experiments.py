@@ -74,7 +74,7 @@ def _print_result(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     from dialbgm.metrics import METRICS
-    from dialbgm.report import LABELS
+    from dialbgm.report import LABELS, print_human
 
     console = _console()
     t = Table(title="leaderboard (mean [95% CI])")
@@ -100,6 +100,7 @@ def _print_result(result: dict[str, Any]) -> None:
             *vals,
         )
     console.print(t)
+    print_human(console, result.get("human"))
     if result["comparisons"]:
         c = Table(title="paired comparisons, B − A on common items (Holm-adjusted p)")
         for col in ("A", "B", "n", *(LABELS[m] for m in METRICS)):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dialbgm.metrics import AnnotatedItem
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,20 @@ class Item:
     @property
     def human_ranks(self) -> list[int]:
         return [c.rank for c in self.candidates]
+
+    def annotated(self) -> AnnotatedItem:
+        """The item's annotations as the agreement statistics take them; the consensus rule is
+        the item's, or ``mean`` where the data gives ``rank`` (the annotations then serve the
+        agreement figures and the human ceiling only)."""
+        from dialbgm.metrics import DEFAULT_CONSENSUS, AnnotatedItem
+
+        return AnnotatedItem(
+            self.id,
+            tuple(a.annotator for a in self.annotations),
+            tuple(a.ranks for a in self.annotations),
+            self.consensus or DEFAULT_CONSENSUS,
+            self.group,
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dialbgm._lazy import exports
 __all__ = [
     "LABELS",
     "num",
+    "print_human",
     "print_run",
     "pval",
     "write_report_checked",
@@ -17,6 +18,7 @@ __all__ = [
 _WHERE = {
     "LABELS": "._format",
     "num": "._format",
+    "print_human": "._human",
     "print_run": "._terminal",
     "pval": "._format",
     "write_report_checked": "._write",
@@ -24,6 +26,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from dialbgm.report._format import LABELS, num, pval
+    from dialbgm.report._human import print_human
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
 

@@ -18,6 +18,7 @@ from dialbgm.report._format import num as _num
 from dialbgm.report._format import pval as _p
 from dialbgm.report._format import rates as _rates
 from dialbgm.report._format import settings_text as _settings_text
+from dialbgm.report._human import human_html
 from dialbgm.report._provenance import git_label, report_provenance
 from dialbgm.report._svg import heatmap_svg, interval_svg
 
@@ -298,6 +299,7 @@ def render_html(result: dict[str, Any], cells: list[CellData], pair: tuple[str, 
         _leaderboard_html(result["leaderboard"], baseline),
         '<p class="note">Mean over scored items with a 95% percentile bootstrap interval; an item with any '
         "failed call is not scored and is counted as a failure.</p>",
+        human_html(result.get("human")),
         '<h2 id="intervals">Intervals</h2><div class="plots">',
         *(
             f"<figure><figcaption>{_e(LABELS[m])}</figcaption>{interval_svg(m, result['leaderboard'])}</figure>"

@@ -12,6 +12,7 @@ from dialbgm.report._format import num as _num
 from dialbgm.report._format import pval as _p
 from dialbgm.report._format import rates as _rates
 from dialbgm.report._format import settings_text as _settings_text
+from dialbgm.report._human import human_md
 from dialbgm.report._provenance import git_label
 
 
@@ -61,6 +62,7 @@ def render_md(result: dict[str, Any]) -> str:
             f"({r['units_parse_failures']}) | {r['items_failed_transport']} ({r['units_transport_failures']}) | "
             f"{vals} |"
         )
+    lines += human_md(result.get("human"))
     if result["comparisons"]:
         fam = result["family"]
         lines += [

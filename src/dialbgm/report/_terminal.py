@@ -32,6 +32,10 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
     table.add_column("mean", justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column("chance", justify="right")
+    human = metrics.get("human_ceiling")
+    if human:
+        table.add_column("human", justify="right")
+        table.add_column("of human", justify="right")
     for m in METRICS:
         mean = metrics[m]
         ci = metrics["ci95"][m]
@@ -42,8 +46,14 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
             # One item has no spread to resample: its "interval" would be the point itself.
             "-" if ci is None else "n/a (1 item)" if metrics["n_items"] == 1 else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
             "" if chance is None else f"{chance:.3f}",
+            *(human_cells(human, m) if human else ()),
         )
     console.print(table)
+    if human:
+        console.print(
+            f"human: the ceiling (each annotator against the consensus of the others) on the {human['n_items']} "
+            "scored items with >= 2 annotators; of human = the judge's mean / the ceiling's on those items"
+        )
     if "n_groups" in metrics:
         console.print(f"intervals: cluster bootstrap over {metrics['n_groups']} groups of items (items name a group)")
     failed = ", ".join(f"{k}={v}" for k, v in metrics["failed_by_status"].items()) or "none"
@@ -74,6 +84,12 @@ def print_run(manifest: dict[str, Any], metrics: dict[str, Any], out_dir: str) -
         console.print(line)
     # Never folded: a path cut over two lines cannot be pasted back.
     console.print(f"results: {shown_path(out_dir)}  ({manifest['wall_s']:.2f} s)", soft_wrap=True)
+
+
+def human_cells(human: dict[str, Any], m: str) -> tuple[str, str]:
+    """The human ceiling's mean and the judge's fraction of it, for one metric's row."""
+    mean, frac = human["means"].get(m), human["fraction_of_ceiling"].get(m)
+    return ("-" if mean is None else f"{mean:.3f}", "-" if frac is None else f"{frac:.0%}")
 
 
 def shown_path(path: str | Path) -> str:

@@ -72,6 +72,8 @@ SCORING_MODULES = (
     "dialbgm.metrics._aggregate",
     "dialbgm.metrics._agreement",
     "dialbgm.metrics._bias",
+    "dialbgm.metrics._ceiling",
+    "dialbgm.metrics._concordance",
     "dialbgm.metrics._exact",
     "dialbgm.metrics._methods",
     "dialbgm.metrics._ranking",

@@ -9,6 +9,7 @@ judgement alone are reported beside the aggregate so the effect of aggregating i
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from dialbgm.metrics import (
     aggregate_scores,
     chance_levels,
     has_ties,
+    item_ceiling,
     item_metrics,
     n_groups,
     summarize,
@@ -53,6 +55,10 @@ def score_item(item: Item, rows: Sequence[dict[str, Any]], judge: JudgeConfig) -
         row["group"] = item.group
     if item.consensus is not None:
         row["human_consensus"] = item.consensus
+    if len(item.annotations) >= 2:
+        # The item's human ceiling (leave one annotator out), whatever the judge did: compare
+        # makes the "human" cell of these.
+        row["human_ceiling"] = item_ceiling(item.annotated())
     if failed or not rows:
         row.update(
             status=failed[0]["status"] if failed else "skipped",
@@ -130,7 +136,7 @@ class UnitTally:
         return tally
 
 
-_SUMMARY_KEYS = ("item_id", "status", "error", "group", "metrics", "metrics_first_judgement")
+_SUMMARY_KEYS = ("item_id", "status", "error", "group", "metrics", "metrics_first_judgement", "human_ceiling")
 
 
 def item_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +181,9 @@ def run_metrics(items: list[dict[str, Any]], dataset: Dataset, judge: JudgeConfi
         },
     )
     _describe_human_side(metrics, dataset, groups)
+    ceiling = human_ceiling_block(ok)
+    if ceiling is not None:
+        metrics["human_ceiling"] = ceiling
     if any("metrics_first_judgement" in r for r in ok):
         first_means, first_cis = _summary_block([r["metrics_first_judgement"] for r in ok], groups)
         metrics["first_judgement"] = {
@@ -217,6 +226,30 @@ def _describe_human_side(metrics: dict[str, Any], dataset: Dataset, groups: list
             "mean = candidates ordered by mean rank (equal means tie), kemeny = Kemeny-optimal order (clips "
             "whose position averaged over all optimal orders is equal tie); where candidates carry rank, it wins"
         )
+
+
+def human_ceiling_block(ok: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The human ceiling on the judge's scored items that have one, the judge's means on the
+    same items, and each metric's fraction of the ceiling; None when no item has a ceiling."""
+    both = [r for r in ok if r.get("human_ceiling") is not None]
+    if not both:
+        return None
+    groups = [r.get("group") for r in both]
+    ceiling, ceiling_ci = _summary_block([r["human_ceiling"] for r in both], groups)
+    judge = {m: math.fsum(r["metrics"][m] for r in both) / len(both) for m in METRICS}
+    return {
+        "n_items": len(both),
+        "means": ceiling,
+        "ci95": ceiling_ci,
+        "judge_means": judge,
+        "fraction_of_ceiling": {
+            m: (judge[m] / ceiling[m] if ceiling[m] is not None and ceiling[m] > 0 else None) for m in METRICS
+        },
+        "what": "each annotator's ranks scored as a judge against the consensus of the item's other annotators "
+        "(the item's rule; mean where the data gives rank), averaged over the item's annotators, on the judge's "
+        "scored items with >= 2 annotators; fraction_of_ceiling = judge_means / means on those items "
+        "(null when the ceiling is not above 0)",
+    }
 
 
 def _judgements_per_item(judge: JudgeConfig, dataset: Dataset) -> int | None:
