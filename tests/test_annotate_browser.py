@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import kendalltau
 
 from dialbgm.data import load_dataset
 from tests.support.campaigns import Server, start_server, write_campaign
@@ -122,6 +123,24 @@ def test_two_annotators_complete_a_campaign(tmp_path: Path, browser: Browser) ->
     assert rows["alice"]["done"] == rows["bob"]["done"] == 4
     assert (rows["alice"]["flagged"], rows["bob"]["flagged"]) == (False, True), rows
     assert all(rows[a]["seconds"] > 0 for a in rows), "time per item is recorded"
+    # `dialbgm agreement NAME` reads the campaign through its export: the pairwise tau-b between
+    # alice and bob is the mean over the three items of scipy's tau-b on the rankings given.
+    agreed = subprocess.run(
+        [sys.executable, "-m", "dialbgm", "agreement", "demo", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert agreed.returncode == 0, agreed.stderr
+    result = json.loads(agreed.stdout)
+    [pair] = result["pairwise_tau_b"]["pairs"]
+    clips = ["party", "piano", "drums"]
+    taus = [
+        kendalltau([ALICE[i].index(c) + 1 for c in clips], [BOB[i][c] for c in clips]).statistic
+        for i in ("d1", "d2", "d3")
+    ]
+    assert (pair["n_items"], pair["mean_tau_b"]) == (3, pytest.approx(sum(taus) / 3))
 
 
 def _run_campaign(server: Server, browser: Browser) -> None:

@@ -107,3 +107,15 @@ def test_nothing_to_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     open_campaign("demo", Workspace(tmp_path), data=tmp_path / "data.jsonl")
     result = runner.invoke(app, ["annotate", "export", "demo"])
     assert result.exit_code == 2 and "nothing to export" in result.output
+
+
+def test_agreement_reads_the_campaign(folder: Path) -> None:
+    from scipy.stats import kendalltau
+
+    result = runner.invoke(app, ["agreement", "demo", "--json"])
+    assert result.exit_code == 0, result.output
+    [pair] = json.loads(result.output)["pairwise_tau_b"]["pairs"]
+    clips = ["party", "piano", "drums"]
+    taus = [kendalltau([ALICE[i][c] for c in clips], [BOB[i][c] for c in clips]).statistic for i in ("d1", "d2")]
+    assert (pair["a"], pair["b"], pair["n_items"]) == ("alice", "bob", 2)
+    assert pair["mean_tau_b"] == pytest.approx(sum(taus) / 2)
