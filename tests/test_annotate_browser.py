@@ -10,18 +10,33 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scipy.stats import kendalltau
 
 from dialbgm.data import load_dataset
+from tests.support.browser import CHROMIUM_ARGS, _chromium_or_skip
 from tests.support.campaigns import Server, start_server, write_campaign
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-CHROMIUM = Path("/usr/bin/chromium")
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """This module's own headless chromium, closed when the module ends: the session's shared one
+    (tests/support/browser.py) keeps Playwright's event loop in the main thread until the session
+    ends, which would break every later test that runs a judge with asyncio.run."""
+    executable = _chromium_or_skip()
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
 
 # The rankings known in advance, by item and clip (best first); g1 is the gold item (best: piano).
 ALICE = {
@@ -87,11 +102,11 @@ def _progress(page: Page) -> str:
     return page.locator("#progress-text").inner_text()
 
 
-def test_two_annotators_complete_a_campaign(tmp_path: Path, browser: Browser) -> None:
+def test_two_annotators_complete_a_campaign(tmp_path: Path, chromium: Browser) -> None:
     write_campaign(tmp_path, ties=True, min_listen_seconds=0.6)
     server = start_server(tmp_path)
     try:
-        _run_campaign(server, browser)
+        _run_campaign(server, chromium)
     finally:
         server.stop()
     out = tmp_path / "ranked.jsonl"
