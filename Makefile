@@ -19,6 +19,7 @@ bench: setup
 	.venv/bin/python benchmarks/bench_engine.py
 	.venv/bin/python benchmarks/bench_experiments.py
 	.venv/bin/python benchmarks/bench_audio.py
+	.venv/bin/python benchmarks/bench_view.py
 
 # Regenerate requirements/lock.txt after changing dependencies in pyproject.toml.
 lock: setup

@@ -10,6 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dialbgm.cli._app import app
@@ -62,3 +63,25 @@ def test_a_host_other_than_loopback_needs_allow_remote_and_then_warns(tmp_path: 
 def test_view_of_a_folder_that_is_none_fails_cleanly(tmp_path: Path) -> None:
     res = runner.invoke(app, ["view", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "not a folder" in res.output
+
+
+def test_without_the_web_extra_view_names_the_pip_install(tmp_path: Path) -> None:
+    # Stands in for an environment without starlette: the import fails as it would there.
+    code = (
+        "import sys; sys.modules['starlette'] = None\n"
+        "from dialbgm.cli import main\n"
+        f"sys.argv = ['dialbgm', 'view', {str(tmp_path)!r}]\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert res.returncode == 2, res.stderr
+    assert "needs the 'web' extra" in res.stderr and "pip install 'dialbgm[web]'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_the_index_goes_beside_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialbgm.web import ViewSettings
+
+    monkeypatch.setenv("DIALBGM_CACHE_DIR", str(tmp_path / "mycache"))
+    assert ViewSettings(results_dir=tmp_path).index_root() == tmp_path / "mycache-view"
+    assert (tmp_path / "mycache-view").is_dir()

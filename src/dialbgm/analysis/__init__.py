@@ -25,6 +25,7 @@ __all__ = [
     "pair_taus",
     "pairable",
     "sign_vectors",
+    "top_choice",
     "write_comparison",
 ]
 
@@ -47,6 +48,7 @@ _WHERE = {
     "pair_taus": "._agreement",
     "pairable": "._cells",
     "sign_vectors": "._agreement",
+    "top_choice": "._diff",
     "write_comparison": "._compare",
 }
 
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from dialbgm.analysis._agreement import pair_taus, sign_vectors
     from dialbgm.analysis._cells import CellData, load_folder, only_keys, pairable
     from dialbgm.analysis._compare import analyse, analyse_cells, data_warning, write_comparison
-    from dialbgm.analysis._diff import diff_runs
+    from dialbgm.analysis._diff import diff_runs, top_choice
     from dialbgm.analysis._export import export
     from dialbgm.analysis._frames import Experiment, Run, load_any, load_experiment, load_run
     from dialbgm.analysis._human import campaign_agreement, human_block

@@ -124,6 +124,10 @@ def _with_expectations(
     }
 
 
+def clip_rows(clips: dict[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    return [{"item_id": item, "candidate": cand, **clip.to_dict()} for (item, cand), clip in clips.items()]
+
+
 def history_entry(prep: Prepared, i: int, outcome: UnitOutcome) -> dict[str, Any]:
     """What a unit asked again keeps of the reply it had (``attempts_history`` in its row)."""
     row = unit_row(prep, i, outcome)
@@ -204,6 +208,11 @@ def finish(
         manifest["warnings"] = prep.warnings
     if prep.summaries:
         write_jsonl(out_dir / "summaries.jsonl", prep.summaries)
+    if prep.clips:
+        # Which prepared clip each candidate was sent as (its bytes stay in the clip store, by
+        # sha256): what `dialbgm view` plays, so a person hears what the judge heard.
+        manifest["clips"] = {"file": "clips.jsonl", "store": str(ws.audio_dir)}
+        write_jsonl(out_dir / "clips.jsonl", clip_rows(prep.clips))
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "manifest.json", manifest)
     errors = Counter(r["error"] for r in items if r["status"] != "ok" and r.get("error"))

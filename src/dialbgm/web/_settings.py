@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dialbgm.errors import ConfigError
@@ -33,7 +33,6 @@ class ViewSettings:
     index_dir: Path | None = None
     """Where the per-run SQLite indexes go (None: the workspace's ``cache-view/``, else a temporary
     folder). Never inside a run folder: a results folder may be read-only."""
-    extra: dict[str, str] = field(default_factory=dict)
 
     def index_root(self) -> Path:
         if self.index_dir is not None:

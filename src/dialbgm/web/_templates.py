@@ -21,6 +21,7 @@ def environment() -> Any:
     import jinja2
 
     from dialbgm.report import LABELS, num, pval
+    from dialbgm.web._pages import item_url, run_url
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -33,6 +34,8 @@ def environment() -> Any:
     env.filters["num"] = num
     env.filters["pval"] = pval
     env.globals["LABELS"] = LABELS
+    env.globals["run_url"] = run_url
+    env.globals["item_url"] = item_url
     return env
 
 
