@@ -63,7 +63,7 @@
       var ok = complete[k] || secs >= needed(audio);
       var note = form.querySelector(".listened[data-k='" + k + "']");
       if (minListen > 0) {
-        note.textContent = ok ? "listened" : "listen " + Math.max(0, needed(audio) - secs).toFixed(0) + " s more";
+        note.textContent = ok ? "listened" : "listen " + Math.max(0, needed(audio) - secs).toFixed(1) + " s more";
         note.classList.toggle("ok", ok);
       }
       if (!ok) { ready = false; }
