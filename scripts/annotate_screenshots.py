@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.campaigns import start_server, write_campaign
 
