@@ -128,3 +128,16 @@ def test_every_text_is_escaped(server: Server) -> None:
         assert c.get(server.links["alice"] + "/done").status_code == 200
         assert "<b>and</b>" not in "".join(c.get(f"{server.links['alice']}/item/{n}").text for n in range(4))
         assert "default-src 'self'" in c.get(server.links["alice"] + "/item/0").headers["content-security-policy"]
+
+
+def test_odd_posts_are_refused_without_a_crash(server: Server) -> None:
+    with httpx.Client() as c:
+        url, html = open_page(c, server.links["alice"])
+        form = rank_form(html, RANKS)
+        r = _post(c, url, {**form, "csrf": "é" * 64}, server.base)
+        assert r.status_code == 403
+        r = c.post(url, content=b"a=" + b"x" * 200_000, headers={"Origin": server.base})
+        assert r.status_code == 413
+        r = c.post(url, content=b"\xff\xfe", headers={"Origin": server.base})
+        assert r.status_code == 400
+        assert c.get(server.base + "/").status_code == 403, "the server still answers"

@@ -126,3 +126,21 @@ def test_two_server_processes_share_one_postgres_campaign(tmp_path: Path, pg_url
         one.stop()
         if two:
             two.stop()
+
+
+def test_bad_db_urls_exit_2_without_showing_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dialbgm.cli import app
+
+    write_campaign(tmp_path, gold=False)
+    monkeypatch.setenv("DIALBGM_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(app, ["annotate", "status", "demo", "--db", "mysql://u:pw@host/db"])
+    assert r.exit_code == 2 and "postgresql://" in r.output
+    # Nothing listens on this socket folder: a clear error, exit 2, and the password is not echoed.
+    url = f"postgresql://u:hunter2@/db?host={tmp_path}&port=1"
+    r = runner.invoke(app, ["annotate", "status", "demo", "--db", url])
+    assert r.exit_code == 2 and "cannot connect" in r.output, r.output
+    assert "hunter2" not in r.output

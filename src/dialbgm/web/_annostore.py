@@ -76,6 +76,10 @@ class AnnotationStore:
                 import psycopg  # noqa: F401
             except ImportError:
                 raise ConfigError("--db postgresql://... needs psycopg: pip install 'dialbgm[postgres]'") from None
+        elif "://" in url and not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"--db: a postgresql:// URL or an SQLite file (sqlite:///PATH or a path), got {url.split('://')[0]}://..."
+            )
         else:
             path = Path(url.removeprefix("sqlite:///"))
             try:
@@ -106,7 +110,11 @@ class AnnotationStore:
         if self.postgres:
             import psycopg
 
-            with psycopg.connect(self.url) as conn, conn.cursor() as pcur:
+            try:
+                conn = psycopg.connect(self.url, connect_timeout=10)
+            except psycopg.OperationalError as e:
+                raise InputError(f"{self.describe()}: cannot connect ({str(e).strip()})") from None
+            with conn, conn.cursor() as pcur:
                 yield pcur
             return
         lite = sqlite3.connect(self.path, timeout=30, isolation_level=None)

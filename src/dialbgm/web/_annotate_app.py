@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dialbgm.web._annostore import AnnotationStore, Submission
 from dialbgm.web._annotate_forms import (
     LABELS,
+    MAX_FORM_BYTES,
     SESSION_COOKIE,
     FormError,
     csrf_token,
@@ -199,15 +200,19 @@ def build_annotation_app(site: AnnotationSite) -> Starlette:
             return _with_session(await run_in_threadpool(show, request, who, slot, sid), sid, new)
         # POST: the session must already exist, and the form be this session's and this page's.
         host = request.headers.get("host", "")
-        body = await request.body()
+        if new or not same_origin(request.headers, request.url.scheme, host):
+            return PlainTextResponse("cross-site request refused", status_code=403)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:  # read no further than a form can need
+                return PlainTextResponse("form too large", status_code=413)
         try:
             form = parse_form(body)
         except FormError:
             return PlainTextResponse("bad form", status_code=400)
         expected = csrf_token(site.secret, sid, who.name)
-        if new or not same_origin(request.headers, request.url.scheme, host):
-            return PlainTextResponse("cross-site request refused", status_code=403)
-        if not secrets.compare_digest(form.get("csrf", ""), expected):
+        if not secrets.compare_digest(form.get("csrf", "").encode(), expected.encode()):
             return PlainTextResponse("cross-site request refused", status_code=403)
         order = c.candidate_order(who.name, slot.item, slot.gold)
         shown_ids = [slot.item.candidates[i].id for i in order]
