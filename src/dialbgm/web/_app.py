@@ -15,6 +15,12 @@ from dialbgm.web._templates import STATIC, render
 def create_app(settings: ViewSettings) -> Any:
     """The ASGI app over ``settings.results_dir``."""
     need_web()
+    if settings.index_dir is None:
+        from dataclasses import replace
+
+        from dialbgm.web._settings import default_index_dir
+
+        settings = replace(settings, index_dir=default_index_dir())
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException

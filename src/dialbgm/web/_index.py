@@ -23,6 +23,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,14 @@ class RunIndex:
     run_dir: Path
     db_path: Path
 
-    def connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False)
-        con.row_factory = sqlite3.Row
-        return con
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        try:
+            con.row_factory = sqlite3.Row
+            yield con
+        finally:
+            con.close()
 
     def meta(self) -> dict[str, Any]:
         with self.connect() as con:
@@ -230,9 +235,12 @@ def _build_once(
             os.replace(tmp, db_path)
         except BaseException as e:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, Exception) and not isinstance(e, ResultsError):
+                # A row of a shape this version does not know: said plainly, not a server error.
+                e = ResultsError(f"{run_dir}: cannot be read by this version of dialbgm ({type(e).__name__}: {e})")
             with _guard:
                 _failures[name] = (sig, e)
-            raise
+            raise e from None
         with _guard:
             _failures.pop(name, None)
 
