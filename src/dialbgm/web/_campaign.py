@@ -102,7 +102,8 @@ class Campaign:
         slots: list[tuple[Item, bool]] = [(i, False) for i in items]
         if self.gold is not None:
             pool = list(self.gold.dataset.items)
-            n = min(len(pool), round(self.gold.rate * len(items)))
+            # Half up, not round()'s half-to-even: 0.5 gold items per 1 item inserts one.
+            n = min(len(pool), int(self.gold.rate * len(items) + 0.5))
             for g in rng.sample(pool, n):
                 slots.insert(rng.randint(0, len(slots)), (g, True))
         return [Slot(n, item, gold) for n, (item, gold) in enumerate(slots)]
