@@ -1,6 +1,7 @@
 """A real headless Chromium completes a small campaign as two annotators at once: alice ranks by
 dragging, bob by typing numbers (with a tie); both play every clip (the page holds the submit
 button until each has played long enough); alice leaves half-way and comes back where she was.
+The two work at the same time, each in their own browser.
 Then the export holds exactly the rankings given, and the status flags the annotator who failed
 the gold item."""
 
@@ -10,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,18 +25,9 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    """This module's own headless chromium, closed when the module ends: the session's shared one
-    (tests/support/browser.py) keeps Playwright's event loop in the main thread until the session
-    ends, which would break every later test that runs a judge with asyncio.run."""
-    executable = _chromium_or_skip()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+@pytest.fixture
+def chromium_path() -> str:
+    return _chromium_or_skip()
 
 
 # The rankings known in advance, by item and clip (best first); g1 is the gold item (best: piano).
@@ -102,11 +94,11 @@ def _progress(page: Page) -> str:
     return page.locator("#progress-text").inner_text()
 
 
-def test_two_annotators_complete_a_campaign(tmp_path: Path, chromium: Browser) -> None:
+def test_two_annotators_complete_a_campaign(tmp_path: Path, chromium_path: str) -> None:
     write_campaign(tmp_path, ties=True, min_listen_seconds=0.6)
     server = start_server(tmp_path)
     try:
-        _run_campaign(server, chromium)
+        _run_campaign(server, chromium_path)
     finally:
         server.stop()
     out = tmp_path / "ranked.jsonl"
@@ -158,36 +150,63 @@ def test_two_annotators_complete_a_campaign(tmp_path: Path, chromium: Browser) -
     assert (pair["n_items"], pair["mean_tau_b"]) == (3, pytest.approx(sum(taus) / 3))
 
 
-def _run_campaign(server: Server, browser: Browser) -> None:
-    alice_ctx, bob_ctx = browser.new_context(), browser.new_context()
-    alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
-    alice.goto(server.links["alice"])
-    bob.goto(server.links["bob"])
-    assert "alice" in alice.locator("header").inner_text() and "bob" in bob.locator("header").inner_text()
+def _run_campaign(server: Server, executable: str) -> None:
+    """Both annotators at once, each in a thread with its own chromium (Playwright's sync API
+    keeps to one thread), both on their first item before either submits anything."""
+    barrier = threading.Barrier(2, timeout=120)
+    errors: list[BaseException] = []
+
+    def annotate(name: str) -> None:
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+                try:
+                    _annotate(server, browser, name, barrier)
+                finally:
+                    browser.close()
+        except BaseException as e:
+            barrier.abort()
+            errors.append(e)
+
+    threads = [threading.Thread(target=annotate, args=(name,)) for name in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads), "an annotator did not finish"
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if real or errors:
+        raise (real or errors)[0]
+
+
+def _annotate(server: Server, browser: Browser, name: str, barrier: threading.Barrier) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server.links[name])
+    assert name in page.locator("header").inner_text()
     # The guideline is one click away.
-    alice.locator("#guideline summary").click()
-    assert "Contextual relevance" in alice.locator("#guideline .guideline-text").inner_text()
+    page.locator("#guideline summary").click()
+    assert "Contextual relevance" in page.locator("#guideline .guideline-text").inner_text()
     # Markup in the data is shown as text.
-    assert alice.locator("li.candidate .caption i").count() == 0
+    assert page.locator("li.candidate .caption i").count() == 0
+    barrier.wait()
     for step in range(4):
-        if step == 2:
+        if name == "alice" and step == 2:
             # Alice leaves (closes her tab) and comes back with her link: she lands on her third item.
-            alice.close()
-            alice = alice_ctx.new_page()
-            alice.goto(server.links["alice"])
-            assert _progress(alice).startswith("item 3 of 4 · 2 submitted")
-        for page, annotator in ((alice, "alice"), (bob, "bob")):
-            assert _progress(page).startswith(f"item {step + 1} of 4"), (annotator, _progress(page))
-            item = _item(page)
-            _listen(page)
-            if annotator == "alice":
-                _rank_by_drag(page, ALICE[item])
-            else:
-                _rank_by_numbers(page, BOB[item])
-            page.locator("#submit").click()
-            page.wait_for_load_state()
-    for page in (alice, bob):
-        assert page.locator("#finished").is_visible()
-        assert "4 of 4 submitted" in page.locator("#progress-text").inner_text()
-    alice_ctx.close()
-    bob_ctx.close()
+            page.close()
+            page = context.new_page()
+            page.goto(server.links[name])
+            assert _progress(page).startswith("item 3 of 4 · 2 submitted")
+        assert _progress(page).startswith(f"item {step + 1} of 4"), (name, _progress(page))
+        item = _item(page)
+        _listen(page)
+        if name == "alice":
+            _rank_by_drag(page, ALICE[item])
+        else:
+            _rank_by_numbers(page, BOB[item])
+        page.locator("#submit").click()
+        page.wait_for_load_state()
+    assert page.locator("#finished").is_visible()
+    assert "4 of 4 submitted" in page.locator("#progress-text").inner_text()
+    context.close()
