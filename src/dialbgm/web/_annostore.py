@@ -260,16 +260,24 @@ class AnnotationStore:
         listened: dict[str, float],
     ) -> Submission:
         now = time.time()
-        opened = self.opened_at(name, annotator, kind, item)
-        seconds = max(0.0, now - opened) if opened is not None else 0.0
-        self._run(
-            "INSERT INTO submissions (campaign, annotator, kind, item, position, ranks, seconds, listened,"
-            " submitted, revisions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-            " ON CONFLICT (campaign, annotator, kind, item) DO UPDATE SET ranks = excluded.ranks,"
-            " seconds = excluded.seconds, listened = excluded.listened, submitted = excluded.submitted,"
-            " revisions = submissions.revisions + 1",
-            (name, annotator, kind, item, position, json.dumps(ranks), seconds, json.dumps(listened), now),
-        )
+        # One transaction: the time on the page and the submission are read and written together.
+        with self._tx() as cur:
+            cur.execute(
+                self._q("SELECT at FROM opened WHERE campaign = ? AND annotator = ? AND kind = ? AND item = ?"),
+                (name, annotator, kind, item),
+            )
+            row = cur.fetchone()
+            seconds = max(0.0, now - float(row[0])) if row else 0.0
+            cur.execute(
+                self._q(
+                    "INSERT INTO submissions (campaign, annotator, kind, item, position, ranks, seconds, listened,"
+                    " submitted, revisions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
+                    " ON CONFLICT (campaign, annotator, kind, item) DO UPDATE SET ranks = excluded.ranks,"
+                    " seconds = excluded.seconds, listened = excluded.listened, submitted = excluded.submitted,"
+                    " revisions = submissions.revisions + 1"
+                ),
+                (name, annotator, kind, item, position, json.dumps(ranks), seconds, json.dumps(listened), now),
+            )
         return Submission(annotator, kind, item, position, ranks, seconds, listened, now, 1)
 
     def submissions(self, name: str, annotator: str | None = None) -> list[Submission]:
