@@ -102,3 +102,45 @@ def test_the_item_page_shows_every_judgement_and_the_summary_the_judge_read(
     assert ranking == sorted(human, key=lambda c: human[c])
     judge = re.findall(r"<li>(.*?) <span", section(body, "judge-ranking"))
     assert judge == sorted(record["scores"], key=lambda c: -record["scores"][c])
+
+
+def test_pages_of_the_item_list_keep_the_filters(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.test_web_index import write_data
+
+    data = write_data(tmp_path / "data.jsonl", 130)
+    run_eval(workspace, "random", data, out_dir=workspace.results_dir / "p")
+    app = create_app(ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "idx"))
+    seen: list[str] = []
+    with served(app) as base:
+        path = "/run/p?q=near&sort=item_id&desc=1"
+        for expected_page in (1, 2, 3):
+            body = page(base, path)
+            assert section(body, "item-count") == f"130 item(s) · page {expected_page} of 3"
+            seen += re.findall(r'<tr data-item="([^"]+)">', body)
+            nxt = re.findall(r'<a rel="next" href="([^"]+)"', body)
+            if expected_page == 3:
+                assert nxt == []
+                break
+            path = html.unescape(nxt[0]).split("#")[0]
+            assert "q=near" in path and "sort=item_id" in path and "desc=1" in path
+    assert seen == [f"g{i:04d}" for i in reversed(range(130))]
+
+
+def test_a_run_with_only_the_core_fields_still_renders(workspace: Workspace, tmp_path: Path) -> None:
+    """Fields added over time (bias, first judgement, counts, tokens, clips...) may be absent."""
+    run = run_eval(workspace, "random", workspace.sample_data, out_dir=workspace.results_dir / "lean", limit=3).out_dir
+    manifest = json.loads((run / "manifest.json").read_text())
+    keep = {"config", "dataset"}
+    (run / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k in keep}))
+    metrics = json.loads((run / "metrics.json").read_text())
+    keep = {*METRICS, "n_items", "ci95", "chance"}
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k in keep}))
+    app = create_app(ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "idx"))
+    with served(app) as base:
+        assert 'data-run="lean"' in page(base, "/")
+        assert section(page(base, "/run/lean"), "item-count") == "3 item(s)"
+        body = page(base, "/run/lean/-/item?id=s002")
+        assert re.findall(r'<a rel="(prev|next)" href="([^"]+)"', body) == [
+            ("prev", "/run/lean/-/item?id=s001"),
+            ("next", "/run/lean/-/item?id=s003"),
+        ]

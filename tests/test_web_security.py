@@ -27,7 +27,8 @@ def get(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[in
     u = urlsplit(base)
     con = http.client.HTTPConnection(u.hostname or "", u.port, timeout=10)
     try:
-        con.putrequest("GET", path, skip_accept_encoding=True)
+        given = {k.lower() for k in headers or {}}
+        con.putrequest("GET", path, skip_host="host" in given, skip_accept_encoding=True)
         for k, v in (headers or {}).items():
             con.putheader(k, v)
         con.endheaders()
@@ -155,3 +156,30 @@ def test_an_unreadable_run_is_named_on_the_list_not_a_crash(workspace: Workspace
             if b'id="indexing"' not in body:
                 break
         assert status == 422 and b"cannot be read by this version" in body, body[-400:]
+
+
+def test_a_request_naming_another_host_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+    """DNS rebinding: a page of another site whose name resolves to 127.0.0.1 reaches the
+    server, but names its own host."""
+    from dialbgm.web._app import host_of
+
+    assert [host_of(h) for h in ("127.0.0.1:8000", "[::1]:80", "LocalHost", "evil.example:1")] == [
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "evil.example",
+    ]
+    app = create_app(ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "idx"))
+    with served(app) as base:
+        assert get(base, "/")[0] == 200
+        port = urlsplit(base).port
+        for host in (f"localhost:{port}", f"[::1]:{port}"):
+            assert get(base, "/", {"Host": host})[0] == 200, host
+        for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", ""):
+            status, body, _ = get(base, "/static/app.css", {"Host": host})
+            assert status == 400 and b"only on loopback" in body, host
+    anywhere = create_app(
+        ViewSettings(results_dir=workspace.results_dir, index_dir=tmp_path / "i", allowed_hosts=("*",))
+    )
+    with served(anywhere) as base:
+        assert get(base, "/", {"Host": "my-server.lan:8000"})[0] == 200

@@ -79,9 +79,11 @@ def _chromium_or_skip() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
-    """One headless chromium for the whole session (each test gets its own context)."""
+    """A headless chromium for one test. Not shared wider: while Playwright's sync API is open,
+    its event loop runs in the main thread, and every ``asyncio.run`` of a later test (a run's
+    calls) would fail there."""
     executable = _chromium_or_skip()
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     with sync_api.sync_playwright() as pw:

@@ -37,7 +37,8 @@ def view(
         folder = (results_dir or workspace().results_dir).absolute()
         if results_dir is not None and not folder.is_dir():
             raise ResultsError(f"{folder}: not a folder")
-        app = create_app(ViewSettings(results_dir=folder))
+        hosts = ("*",) if warning else (*ViewSettings.allowed_hosts, host)
+        app = create_app(ViewSettings(results_dir=folder, allowed_hosts=hosts))
     except DialbgmError as e:
         fail(e)
         return

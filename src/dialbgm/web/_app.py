@@ -97,7 +97,35 @@ def create_app(settings: ViewSettings) -> Any:
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.settings = settings
-    return app
+    return HostCheck(app, settings.allowed_hosts)
+
+
+def host_of(header: str) -> str:
+    """``127.0.0.1:8000`` → ``127.0.0.1``; ``[::1]:8000`` → ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class HostCheck:
+    """Answer only requests whose ``Host`` is one this server is reached by on loopback."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed}
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "*" not in self.allowed:
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if host_of(host) not in self.allowed:
+                from starlette.responses import PlainTextResponse
+
+                response = PlainTextResponse("This server answers only on loopback addresses.", status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 HEADERS = {

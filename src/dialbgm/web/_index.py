@@ -86,6 +86,13 @@ class RunIndex:
             row: sqlite3.Row | None = con.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
             return row
 
+    def neighbours(self, pos: int) -> tuple[str | None, str | None]:
+        """The items before and after the one at ``pos``, in run order."""
+        with self.connect() as con:
+            before = con.execute("SELECT item_id FROM items WHERE pos < ? ORDER BY pos DESC LIMIT 1", (pos,)).fetchone()
+            after = con.execute("SELECT item_id FROM items WHERE pos > ? ORDER BY pos LIMIT 1", (pos,)).fetchone()
+        return (before[0] if before else None, after[0] if after else None)
+
     def item_record(self, row: sqlite3.Row) -> dict[str, Any]:
         """The item's row of ``items.jsonl``, read at its recorded offset."""
         return _read_range(self.run_dir / "items.jsonl", row["item_off"], row["item_len"])[0]

@@ -198,7 +198,10 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
             }
         )
     judge = (manifest.get("config") or {}).get("judge") or {}
+    before, after = index.neighbours(row["pos"])
     return {
+        "prev_url": item_url(key, before) if before else None,
+        "next_url": item_url(key, after) if after else None,
         "title": f"{item_id} · {key}",
         "key": key,
         "run_url": run_url(key),

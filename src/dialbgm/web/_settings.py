@@ -34,6 +34,10 @@ class ViewSettings:
     """Where the per-run SQLite indexes go (None: the workspace's ``cache-view/``, else a temporary
     folder). Never inside a run folder: a results folder may be read-only."""
 
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    """The ``Host`` a request may name (the port aside); ``("*",)``: any. A page on another site
+    whose name resolves to 127.0.0.1 (DNS rebinding) names its own host, and is refused."""
+
     def index_root(self) -> Path:
         if self.index_dir is not None:
             return self.index_dir

@@ -33,10 +33,19 @@ def environment() -> Any:
     )
     env.filters["num"] = num
     env.filters["pval"] = pval
+    env.filters["when"] = when
     env.globals["LABELS"] = LABELS
     env.globals["run_url"] = run_url
     env.globals["item_url"] = item_url
     return env
+
+
+def when(stamp: Any) -> str:
+    """``2026-12-02T06:23:39.659512Z`` → ``2026-12-02 06:23 UTC`` (the files keep the full stamp)."""
+    text = str(stamp or "")
+    if len(text) >= 16 and text[10] == "T":
+        return f"{text[:10]} {text[11:16]}" + (" UTC" if text.endswith(("Z", "+00:00")) else "")
+    return text
 
 
 def render(name: str, **context: Any) -> str:
