@@ -111,7 +111,7 @@ def concordance(
         return out
     groups = [it.group for it, _ in defined]
     est = bootstrap_means(
-        [[f.w for _, f in defined]],  # type: ignore[misc]
+        [[f.w for _, f in defined if f.w is not None]],
         n_resamples=n_resamples,
         seed=seed,
         confidence=confidence,
