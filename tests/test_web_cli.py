@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -85,3 +86,23 @@ def test_the_index_goes_beside_the_cache(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("DIALBGM_CACHE_DIR", str(tmp_path / "mycache"))
     assert ViewSettings(results_dir=tmp_path).index_root() == tmp_path / "mycache-view"
     assert (tmp_path / "mycache-view").is_dir()
+
+
+def test_view_of_one_run_folder_opens_at_that_run(workspace: Any, tmp_path: Path) -> None:
+    from dialbgm.run._entry import run_eval
+
+    run = run_eval(workspace, "random", workspace.sample_data, out_dir=tmp_path / "results" / "my run", limit=2).out_dir
+    env = {**os.environ, "DIALBGM_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dialbgm", "view", str(run)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"dialbgm view: {run.parent}"
+        m = re.search(r"open (http://\S+/run/my%20run) ", proc.stdout.readline())
+        assert m
+        with urllib.request.urlopen(m.group(1), timeout=20) as r:
+            assert r.status == 200 and 'id="metrics"' in r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)

@@ -28,6 +28,8 @@ def view(
     ] = False,
 ) -> None:
     """Browse runs in a local web app: metrics, items, every judgement, and the clips to listen to."""
+    from urllib.parse import quote
+
     from dialbgm.errors import DialbgmError, ResultsError
     from dialbgm.web import ViewSettings, check_host, create_app, need_web, serve
 
@@ -37,6 +39,9 @@ def view(
         folder = (results_dir or workspace().results_dir).absolute()
         if results_dir is not None and not folder.is_dir():
             raise ResultsError(f"{folder}: not a folder")
+        start = ""
+        if (folder / "manifest.json").is_file():  # one run folder given: show its results folder, open at it
+            folder, start = folder.parent, f"run/{quote(folder.name)}"
         hosts = ("*",) if warning else (*ViewSettings.allowed_hosts, host)
         app = create_app(ViewSettings(results_dir=folder, allowed_hosts=hosts))
     except DialbgmError as e:
@@ -47,7 +52,7 @@ def view(
 
     def ready(url: str) -> None:
         typer.echo(f"dialbgm view: {folder}")
-        typer.echo(f"open {url}  (Ctrl-C stops)")
+        typer.echo(f"open {url}{start}  (Ctrl-C stops)")
 
     try:
         serve(app, host, port, on_ready=ready)
