@@ -28,6 +28,6 @@ bench: setup
 lock: setup
 	.venv/bin/python -m pip install --quiet uv
 	.venv/bin/uv pip compile pyproject.toml --extra local --extra embedding --extra parquet --extra audio --extra web --extra redis \
-		--extra clap-no-torch --extra dev \
+		--extra postgres --extra clap-no-torch --extra dev \
 		--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--no-header -o requirements/lock.txt

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from dialbgm.cli._agreement import register as register_agreement
+from dialbgm.cli._annotate import annotate_app
 from dialbgm.cli._batch import BatchOpt, DeadlineOpt, batch_app, parse_deadline
 from dialbgm.cli._cache import cache_app
 from dialbgm.cli._common import DataOpt, SetOpt
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(cache_app, name="cache")
 app.add_typer(batch_app, name="batch")
+app.add_typer(annotate_app, name="annotate")
 register_experiments(app)
 
 

@@ -11,16 +11,24 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from dialbgm.data._fields import shown
+from dialbgm.data._fields import UNRANKED, shown
 from dialbgm.data._items import Dataset, Item
 from dialbgm.data._jsonl import load_jsonl
 from dialbgm.data._long import csv_rows, load_long, parquet_rows
 from dialbgm.errors import DataError, Problem
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load and validate a data file; raise :class:`DataError` listing every problem."""
-    p = Path(path)
+def load_dataset(path: str | Path, *, unranked: bool = False) -> Dataset:
+    """Load and validate a data file; raise :class:`DataError` listing every problem.
+    ``unranked``: items may carry no rank at all (a file to be annotated; their ranks are 0)."""
+    token = UNRANKED.set(unranked)
+    try:
+        return _load(Path(path))
+    finally:
+        UNRANKED.reset(token)
+
+
+def _load(p: Path) -> Dataset:
     if not p.exists():
         raise DataError([Problem(str(p), None, "<file>", "no such file")])
     if p.is_dir():

@@ -7,6 +7,7 @@ import difflib
 import re
 import string
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -293,12 +294,15 @@ def _turns(value: Any, loc: Locator, problems: list[Problem]) -> list[Turn]:
 
 
 _NO_RANK = 0
+UNRANKED = ContextVar("dialbgm_unranked", default=False)
+"""True while a file whose items may carry no ranks at all is read (one to be annotated)."""
 """A candidate's rank until the consensus of the item's annotations gives it one."""
 
 
 def _candidates(value: Any, loc: Locator, problems: list[Problem], annotated: bool = False) -> list[Candidate]:
     """The item's candidates; with ``annotated``, candidates may all omit ``rank`` (it then
     comes from the annotations' consensus, and is _NO_RANK here)."""
+    annotated = annotated or UNRANKED.get()
     if not isinstance(value, list) or len(value) < 2:
         problems.append(loc.problem("candidates", "required: a list of at least 2 candidates"))
         return []
