@@ -15,6 +15,7 @@ __all__ = [
     "bias_figure",
     "cost_figure",
     "figure_sections",
+    "fraction",
     "intervals_figure",
     "leaderboard_figure",
     "num",
@@ -34,6 +35,7 @@ _WHERE = {
     "bias_figure": "._figures",
     "cost_figure": "._figures",
     "figure_sections": "._figures",
+    "fraction": "._human",
     "intervals_figure": "._figures",
     "leaderboard_figure": "._figures",
     "num": "._format",
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     )
     from dialbgm.report._format import LABELS, num, pval
     from dialbgm.report._html import FIGURE_CSS, REPORT_CSS
-    from dialbgm.report._human import print_human
+    from dialbgm.report._human import fraction, print_human
     from dialbgm.report._terminal import print_run
     from dialbgm.report._write import write_report_checked
 

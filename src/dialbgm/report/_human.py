@@ -22,7 +22,8 @@ EXPLAIN = (
 )
 
 
-def _fraction(x: float | None) -> str:
+def fraction(x: float | None) -> str:
+    """A share of the human ceiling as every view writes it (``87%``; ``–`` when there is none)."""
     return "–" if x is None else f"{x:.0%}"
 
 
@@ -49,7 +50,7 @@ def human_html(human: dict[str, Any] | None) -> str:
     ]
     for c in human["comparisons"]:
         cells = "".join(
-            f"<td>{_fraction(c['fraction_of_ceiling'][m])}<br>"
+            f"<td>{fraction(c['fraction_of_ceiling'][m])}<br>"
             f'<span class="ci">Δ {_e(_delta(c["metrics"][m]))} p {_p(c["metrics"][m].get("p_holm"))}</span></td>'
             for m in METRICS
         )
@@ -82,7 +83,7 @@ def human_md(human: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"| {_md(c['b'])} (of ceiling) | {c['n_common']} | "
             + " | ".join(
-                f"{_fraction(c['fraction_of_ceiling'][m])} (Δ {_delta(c['metrics'][m])}, "
+                f"{fraction(c['fraction_of_ceiling'][m])} (Δ {_delta(c['metrics'][m])}, "
                 f"p {_p(c['metrics'][m].get('p_holm'))})"
                 for m in METRICS
             )
@@ -116,7 +117,7 @@ def print_human(console: Any, human: dict[str, Any] | None) -> None:
         t.add_row(
             c["b"],
             str(c["n_common"]),
-            *(f"{_fraction(c['fraction_of_ceiling'][m])} {_delta(c['metrics'][m])}" for m in METRICS),
+            *(f"{fraction(c['fraction_of_ceiling'][m])} {_delta(c['metrics'][m])}" for m in METRICS),
         )
     console.print(t)
     console.print(f"{SIG} Δ significant at 0.05 after Holm's adjustment over the tests against the ceiling.")

@@ -152,6 +152,7 @@ def _prepared(run_dir: Path, manifest: dict[str, Any]) -> dict[tuple[str, str], 
 def _item_content(item: Any, summary: dict[str, Any] | None, data_path: Path) -> dict[str, Any]:
     from dialbgm.judging import clip_path
 
+    ids = [c.id for c in item.candidates]
     return {
         "dialogue": [{"speaker": t.speaker, "text": t.text} for t in item.dialogue],
         "summary": item.summary,
@@ -167,6 +168,17 @@ def _item_content(item: Any, summary: dict[str, Any] | None, data_path: Path) ->
             }
             for c in item.candidates
         ],
+        # Only for data with annotations, so the pages of other data stay as they were.
+        **(
+            {
+                "annotations": [
+                    {"annotator": a.annotator, "ranks": dict(zip(ids, a.ranks, strict=True))} for a in item.annotations
+                ],
+                "consensus": item.consensus,
+            }
+            if item.annotations
+            else {}
+        ),
     }
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from dialbgm.errors import ResultsError
 from dialbgm.metrics import METRICS
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: item content carries the annotations
 RUN_FILES = ("manifest.json", "metrics.json", "items.jsonl", "units.jsonl")
 OPTIONAL_FILES = ("clips.jsonl", "summaries.jsonl")
 

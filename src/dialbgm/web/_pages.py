@@ -84,6 +84,26 @@ def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _human_rows(human: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The human ceiling beside the judge, per metric, on the scored items that have a ceiling
+    (metrics.json's ``human_ceiling``, as ``eval`` prints it); None for data without annotations."""
+    from dialbgm.report import LABELS
+
+    if not human:
+        return None
+    ci = human.get("ci95") or {}
+    return [
+        {
+            "label": LABELS[m],
+            "judge": (human.get("judge_means") or {}).get(m),
+            "ceiling": (human.get("means") or {}).get(m),
+            "ci": ci.get(m) if human.get("n_items") != 1 else None,
+            "fraction": (human.get("fraction_of_ceiling") or {}).get(m),
+        }
+        for m in METRICS
+    ]
+
+
 def _bias_bars(test: dict[str, Any] | None) -> dict[str, Any] | None:
     if not test or not test.get("keys"):
         return None
@@ -129,6 +149,8 @@ def run_context(settings: ViewSettings, key: str, params: dict[str, str], others
         "manifest": manifest,
         "metrics": metrics,
         "metric_rows": _metric_rows(metrics),
+        "human": metrics.get("human_ceiling"),
+        "human_rows": _human_rows(metrics.get("human_ceiling")),
         "first": metrics.get("first_judgement"),
         "bias": bias,
         "by_position": _bias_bars(bias.get("top1_by_position")),
@@ -184,6 +206,7 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
     content = json.loads(row["content"]) if row["content"] else None
     scores = record.get("scores") or {}
     human = record.get("human_ranks") or {}
+    annotations = (content or {}).get("annotations") or []
     judge_rank = _judge_ranks(scores) if scores else {}
     data_path = data_path_of(manifest)
     data_folder = data_path.parent if data_path is not None else None
@@ -200,6 +223,7 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
                 "judge_rank": judge_rank.get(c["id"]),
                 "audio_url": audio_url(key, item_id, c["id"]) if found else None,
                 "audio_kind": None if not found else "as sent to the judge" if found.prepared else "source file",
+                "annotator_ranks": [a["ranks"].get(c["id"]) for a in annotations],
             }
         )
     judge = (manifest.get("config") or {}).get("judge") or {}
@@ -222,8 +246,21 @@ def item_context(settings: ViewSettings, key: str, item_id: str) -> dict[str, An
         "by_judge": sorted(candidates, key=lambda c: (c["judge_rank"] is None, c["judge_rank"] or 0, c["id"])),
         "units": [_unit_view(u) for u in units],
         "item_metrics": [(m, (record.get("metrics") or {}).get(m)) for m in METRICS],
+        "annotators": [a["annotator"] for a in annotations],
+        "consensus": (content or {}).get("consensus"),
+        "ceiling": _item_ceiling(record),
         "across_url": across_link(settings, key, item_id),
     }
+
+
+def _item_ceiling(record: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The item's ceiling (items.jsonl's ``human_ceiling``) beside the judge's metric on the
+    item; None when the item has no ceiling (fewer than two annotators, or data without them)."""
+    ceiling = record.get("human_ceiling")
+    if not ceiling:
+        return None
+    mine = record.get("metrics") or {}
+    return [{"metric": m, "judge": mine.get(m), "ceiling": ceiling.get(m)} for m in METRICS]
 
 
 def _unit_view(u: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def environment() -> Any:
     """One environment per process (templates are compiled once, then cached by Jinja)."""
     import jinja2
 
-    from dialbgm.report import LABELS, num, pval
+    from dialbgm.report import LABELS, fraction, num, pval
     from dialbgm.web._pages import item_url, run_url
 
     env = jinja2.Environment(
@@ -33,6 +33,7 @@ def environment() -> Any:
     )
     env.filters["num"] = num
     env.filters["pval"] = pval
+    env.filters["fraction"] = fraction
     env.filters["when"] = when
     env.globals["LABELS"] = LABELS
     env.globals["run_url"] = run_url
