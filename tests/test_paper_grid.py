@@ -35,10 +35,39 @@ def test_the_paper_grid_crosses_the_figures_factors(workspace: Workspace) -> Non
         for ctx in ("full", "summary"):
             fewshot = cells[f"{model}-fewshot__context={ctx}"]
             assert fewshot.overrides["few_shot"] == 3 and fewshot.overrides.get("input", "caption") == "caption"
-    assert exp.baseline == "random" and len(cells) == 73
+    # CLAP (both checkpoints): audio tower or caption-only x the three queries, captions by gpt-4o.
+    for model in ("clap-htsat-unfused", "clap-music"):
+        for inp in ("audio", "caption"):
+            for query in ("dialogue", "summary", "music_caption"):
+                cell = cells[f"{model}__input={inp}__query={query}"]
+                assert cell.overrides["captioner"] == "gpt-4o" and cell.overrides["query"] == query
+    assert exp.baseline == "random" and len(cells) == 85
 
 
-def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(workspace: Workspace, tmp_path: Path) -> None:
+CLAP_CELLS = [
+    f"{model}__input={inp}__query={query}"
+    for model in ("clap-htsat-unfused", "clap-music")
+    for inp in ("audio", "caption")
+    for query in ("dialogue", "summary", "music_caption")
+]
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Hugging Face cache without the CLAP weights (as on every test machine), and no hub access."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "empty-hub-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(
+    workspace: Workspace, tmp_path: Path, empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HF_HUB_OFFLINE is left unset: a dry run must not try the hub even so (a fetch would fail here).
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     (workspace.root / "experiments").mkdir(exist_ok=True)
     shutil.copy(ROOT / "experiments" / "paper-grid.toml", workspace.root / "experiments" / "paper-grid.toml")
     write_clips(workspace.root / "data" / "clips")  # the audio sample's clips, as make setup renders them
@@ -66,4 +95,52 @@ def test_compare_paper_grid_dry_run_lists_every_cell_and_calls_nothing(workspace
     assert batch == pytest.approx(online / 2, rel=0.01)
     assert rows["vllm-qwen2-audio__input=audio__context=full__cot=false"][6] == "unknown"
     assert rows["embedding-e5__context=full"][6] == "$0.0000"
+    # The CLAP cells, weights absent: listed with their embeddings to compute, at $0, and a note per
+    # checkpoint naming where the weights were looked for, followed by exactly its cells.
+    for cell_id in CLAP_CELLS:
+        assert rows[cell_id][2:5] == ["12", "0", "12"] and rows[cell_id][6] == "$0.0000", rows[cell_id]
+    lines = res.output.splitlines()
+    for model, hub_id in (("clap-htsat-unfused", "clap-htsat-unfused"), ("clap-music", "larger_clap_music")):
+        head = next(k for k, line in enumerate(lines) if line.startswith("note: ") and hub_id in line)
+        note = " ".join(lines[head : head + 3])
+        assert f"weights not found at {empty_hub_cache / f'models--laion--{hub_id}'}" in note, note
+        assert "identity unknown until they are present" in note
+        listed = []
+        for line in lines[head + 1 :]:
+            if line.startswith("  ") and "__" in line:
+                listed.append(line.strip())
+            elif listed:
+                break
+        assert listed == [c for c in CLAP_CELLS if c.startswith(model + "__")], listed
     assert not (workspace.root / "results").exists()  # a dry run writes nothing
+
+
+def test_a_run_of_a_clap_cell_without_its_weights_stops_naming_them(
+    workspace: Workspace, empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned without the weights, refused when run: the folder (or the model id and the cache it
+    is not in) is named, exit 2, and no cell ran."""
+    (workspace.root / "experiments").mkdir(exist_ok=True)
+    write_clips(workspace.root / "data" / "clips")
+    grid = (ROOT / "experiments" / "paper-grid.toml").read_text(encoding="utf-8")
+    (workspace.root / "experiments" / "paper-grid.toml").write_text(grid, encoding="utf-8")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the run would otherwise fetch the weights, as it should
+    res = CliRunner().invoke(app, ["compare", "paper-grid"])
+    assert res.exit_code == 2, res.output
+    assert "cell clap-htsat-unfused__input=audio__query=dialogue" in res.output
+    assert str(empty_hub_cache / "models--laion--clap-htsat-unfused") in " ".join(res.output.split()), res.output
+    assert "Traceback" not in res.output
+    # A weights folder the judge names: the same in both directions, with the folder in the error.
+    (workspace.root / "experiments" / "clap-only.toml").write_text(
+        'name = "clap-only"\n[data]\npath = "data/sample-audio.jsonl"\n'
+        '[judges.clap-htsat-unfused]\nmodel = "./weights/clap-here"\nquery = ["dialogue", "summary"]\n',
+        encoding="utf-8",
+    )
+    dry = CliRunner().invoke(app, ["compare", "clap-only", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"weights not found at {workspace.root / 'weights' / 'clap-here'}" in " ".join(dry.output.split())
+    run = CliRunner().invoke(app, ["compare", "clap-only"])
+    assert run.exit_code == 2, run.output
+    flat = " ".join(run.output.split())
+    assert f"CLAP weights folder {workspace.root / 'weights' / 'clap-here'} does not exist" in flat, flat
+    assert not (workspace.root / "results" / "experiments" / "paper-grid").exists()

@@ -76,14 +76,35 @@ def _print_plans(plans: list[Any], prices_label: str) -> None:
         + f"  as batch: ${sum(batch):.4f}"
         + (f" + unknown ({', '.join(no_batch)})" if no_batch else "")
     )
+    _print_notes(console, plans)
     console.print(
         "prompt tokens = characters / 4 of the uncached requests (an estimate, not a tokenizer count); "
         f"cost = that input plus every reply at its max_tokens cap (an upper bound), {prices_label}; "
         "as batch = the same tokens at the table's batch rates (unknown where it cites none). "
-        "Offline judges (random, embedding, local) cost 0; random is computed, never cached or called. "
+        "Offline judges (random, embedding, clap, local) cost 0; random is computed, never cached or called. "
         "A (summaries) row counts the summaries a cell's summarizer writes first (once for all cells), and "
         "that cell's prompts count each unwritten summary at the summarizer's max_tokens."
     )
+
+
+def _print_notes(console: Any, plans: list[Any]) -> None:
+    """Each note once, with the cells it holds for (a CLAP judge's absent weights: one per judge)."""
+    from rich.markup import escape
+
+    by_note: dict[str, list[str]] = {}
+    for p in plans:
+        if p.note:
+            by_note.setdefault(p.note, []).append(p.cell_id)
+    for note, cells in by_note.items():
+        console.print(
+            escape(
+                f"note: {note}; their calls are listed (computed locally, $0) and none counted as cached, "
+                "and a run of these cells stops until the weights are there:"
+            ),
+            soft_wrap=True,
+        )
+        for cell in cells:
+            console.print(f"  {escape(cell)}", soft_wrap=True)
 
 
 def _print_result(result: dict[str, Any]) -> None:

@@ -41,6 +41,8 @@ class CellPlan:
     first (its ``cell_id`` is then ``CELL (summaries)`` and ``judge`` the summarizer)."""
     reused: bool = False
     """A finished cell that ``compare`` reuses as it is: nothing to call, whatever the cache holds."""
+    note: str | None = None
+    """The judge's model is not here: its identity (in every key) is unknown, nothing counted cached."""
 
     @property
     def uncached(self) -> int:
@@ -86,7 +88,7 @@ def plan_cells(ws: Workspace, exp: Experiment) -> list[CellPlan]:
     from dialbgm.config import load_prices
 
     prices = load_prices(ws)
-    states = [cell_state(ws, exp, cell) for cell in exp.cells]
+    states = [cell_state(ws, exp, cell, planning=True) for cell in exp.cells]
     cache = ResponseCache.for_workspace(ws)
     plans: list[CellPlan] = []
     summary_keys: set[str] = set()
@@ -131,11 +133,13 @@ def _reused_plan(cell: Cell, manifest: dict[str, Any], prices: Any) -> CellPlan:
 def _cell_plans(
     ws: Workspace, data: Path, origin: Path | None, cell: Cell, cache: Any, prices: Any, summary_keys: set[str]
 ) -> list[CellPlan]:
+    from dialbgm.calls import model_identity
     from dialbgm.judging import audio_seconds, text_chars
     from dialbgm.run._prepare import prepare
 
     try:
-        prep = prepare(ws, cell.judge, data, limit=cell.limit, overrides=cell.overrides, defer_summaries=True)
+        over = cell.overrides
+        prep = prepare(ws, cell.judge, data, limit=cell.limit, overrides=over, defer_summaries=True, planning=True)
     except ConfigError as e:
         if origin is None:
             raise
@@ -164,13 +168,15 @@ def _cell_plans(
                     part="summaries",
                 )
             )
+        unknown = model_identity(prep.provider, prep.judge, ws, planning=True).get("unknown")
         cacheable = bool(prep.backend.cacheable)
         cached = chars = 0
         seconds = 0.0
         calls = len(prep.units) if cacheable else 0
         if cacheable:
             for i, key in enumerate(prep.keys):
-                if not prep.is_pending(i) and cache.get_key(key) is not None:
+                # An unknown model's keys hold no weights hash: nothing cached can be theirs.
+                if not unknown and not prep.is_pending(i) and cache.get_key(key) is not None:
                     cached += 1
                     continue
                 messages = prep.request(i).messages
@@ -192,6 +198,7 @@ def _cell_plans(
                 _cap(prep.judge.params),
                 prices.lookup(prep.provider.kind, prep.judge.model),
                 seconds,
+                note=str(unknown) if unknown else None,
             )
         )
     finally:
@@ -239,11 +246,12 @@ class CellState:
     """A plan and journal of this very config, without the final files: finished like --resume."""
 
 
-def cell_state(ws: Workspace, exp: Experiment, cell: Cell) -> CellState:
+def cell_state(ws: Workspace, exp: Experiment, cell: Cell, *, planning: bool = False) -> CellState:
+    """``planning`` (a dry run): a judge's absent model files give an unknown identity, not an error."""
     from dialbgm.run._identity import quick_identity
 
     try:
-        identity = quick_identity(ws, cell.judge, exp.data_path, cell.limit, cell.overrides)
+        identity = quick_identity(ws, cell.judge, exp.data_path, cell.limit, cell.overrides, planning=planning)
     except ConfigError as e:
         raise ExperimentError(f"{exp.path}: cell {cell.cell_id}: {e}") from None
     out = exp.out_dir(ws) / cell.cell_id

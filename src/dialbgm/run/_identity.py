@@ -124,6 +124,7 @@ def run_identity(
     data_sha256: str | None = None,
     clips: Mapping[tuple[str, str], PreparedClip] | None = None,
     template_sha256: str | None = None,
+    planning: bool = False,
 ) -> RunIdentity:
     """The identity of a run of ``judge`` on ``data_path``: the only function that computes one.
 
@@ -133,7 +134,9 @@ def run_identity(
     :attr:`~dialbgm.judging.PromptSet.sha256` gives it) spare reading the data, the clips and the
     templates again when the caller has them; without
     them the data file is hashed and, for a judge that hears the clips, the clips are prepared
-    (a stat per clip once they are in the clip store).
+    (a stat per clip once they are in the clip store). ``planning`` (a dry run): a judge's model
+    whose files are absent gets an ``unknown`` identity instead of stopping (see
+    :func:`dialbgm.calls.model_identity`); such an identity is never recorded, as nothing runs.
     """
     from dialbgm.calls import model_identity, renders_prompts
     from dialbgm.judging import clips_digest, wants_audio
@@ -168,7 +171,7 @@ def run_identity(
             clips = _prepare_clips(ws, judge, provider, data_path, limit)
         # The data file names the clips; this hash is of what is sent, so an edited clip changes the run.
         config["audio_sha256"] = clips_digest(clips)
-    model = {"judge": model_identity(provider, judge, ws)}
+    model = {"judge": model_identity(provider, judge, ws, planning=planning)}
     if summarizer:
         model["summarizer"] = summarizer[1]
     from dialbgm.run._captions import captioner_identity
@@ -181,11 +184,18 @@ def run_identity(
 
 
 def quick_identity(
-    ws: Workspace, judge_name: str, data_path: Path, limit: int | None, overrides: dict[str, Any] | None
+    ws: Workspace,
+    judge_name: str,
+    data_path: Path,
+    limit: int | None,
+    overrides: dict[str, Any] | None,
+    *,
+    planning: bool = False,
 ) -> RunIdentity:
     """:func:`run_identity` from names, without planning the run (nothing is rendered)."""
     judge = load_judge(ws, judge_name, overrides)
-    return run_identity(ws, judge, load_provider(ws, judge.provider), data_path, limit, overrides)
+    provider = load_provider(ws, judge.provider)
+    return run_identity(ws, judge, provider, data_path, limit, overrides, planning=planning)
 
 
 def judge_record(judge: JudgeConfig) -> dict[str, Any]:

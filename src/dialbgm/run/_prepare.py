@@ -128,12 +128,15 @@ def prepare(
     defer_summaries: bool = False,
     use_cache: bool = True,
     summaries_from: SummaryPlan | None = None,
+    planning: bool = False,
 ) -> Prepared:
     """Plan a run. Summaries a summarizer must write are read from the cache (unless not
     ``use_cache``), and generated (calls) only when ``allow_summary_calls``; with
     ``defer_summaries`` the plan is made with placeholders for them instead and the summaries
     left in ``pending_summaries``, so that the caller can check everything before paying for
-    them, write them, and plan again with ``summaries_from``. Planning alone never calls the judge."""
+    them, write them, and plan again with ``summaries_from``. Planning alone never calls the judge.
+    ``planning``: for a dry run only, whose backend builds requests and computes nothing (a CLAP
+    judge's absent weights are then no error: see :func:`dialbgm.calls.model_identity`)."""
     judge = load_judge(ws, judge_name, overrides)
     provider = load_provider(ws, judge.provider)
     if provider_overrides:
@@ -146,7 +149,7 @@ def prepare(
     from dialbgm.run._captions import CAPTIONS_FILE, check_query, needs_texts, plan_texts
 
     check_query(judge, provider)
-    backend = make_backend(judge, provider, ws)
+    backend = make_backend(judge, provider, ws, planning=planning)
     prompts = PromptSet(ws.template_dir(judge.template)) if renders_prompts(provider) else None
     pool = None
     if judge.few_shot > 0:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dialbgm.calls.backends._clap_store import EmbeddingCounts, EmbeddingStore
-from dialbgm.calls.backends._clap_weights import INSTALL, load_weights, require_clap_extra
+from dialbgm.calls.backends._clap_weights import INSTALL, ClapWeights, WeightsAbsent, load_weights, require_clap_extra
 from dialbgm.calls.backends._query import query_text
 from dialbgm.config import JudgeConfig, ProviderConfig, Workspace, stable_hash
 from dialbgm.data import Candidate, Item
@@ -35,23 +35,36 @@ TOTALS = EmbeddingCounts()
 """Every CLAP backend's counts in this process (what the tests and the benchmark read)."""
 
 
-def clap_identity(judge: JudgeConfig, ws: Workspace) -> dict[str, Any]:
-    """What identifies the model behind a CLAP judge, as its backend puts it into every cache key."""
-    return ClapSettings(judge, ws).identity
+def clap_identity(judge: JudgeConfig, ws: Workspace, *, planning: bool = False) -> dict[str, Any]:
+    """What identifies the model behind a CLAP judge, as its backend puts it into every cache key
+    (``planning``: see :class:`ClapSettings`)."""
+    return ClapSettings(judge, ws, planning=planning).identity
 
 
 class ClapSettings:
-    """The weights a judge names and how it embeds, checked against what the model takes."""
+    """The weights a judge names and how it embeds, checked against what the model takes.
 
-    def __init__(self, judge: JudgeConfig, ws: Workspace) -> None:
-        self.weights = load_weights(judge.model, ws.root)
+    With ``planning`` (a dry run: nothing computed or fetched, a model id looked up in the local
+    cache only), weights that are not on this machine are no error: their identity is then
+    ``unknown`` (why, in its ``unknown`` entry), which no cache entry or finished cell can match,
+    and what the model takes goes unchecked. A run (not ``planning``) stops on them, naming them."""
+
+    def __init__(self, judge: JudgeConfig, ws: Workspace, *, planning: bool = False) -> None:
+        self.weights: ClapWeights | None = None
+        self.absent: str | None = None
+        try:
+            self.weights = load_weights(judge.model, ws.root, local_only=planning)
+        except WeightsAbsent as e:
+            if not planning:
+                raise
+            self.absent = e.where
         self.hears = judge.input != "caption"
         if judge.input == "caption+audio":
             raise ConfigError(
                 f"judge {judge.name!r}: a CLAP judge embeds each candidate's audio or its caption, not both "
                 "(input = 'audio' or 'caption')"
             )
-        if self.hears:
+        if self.hears and self.weights is not None:
             w = self.weights
             if judge.audio_sample_rate != w.sampling_rate:
                 raise ConfigError(
@@ -65,9 +78,13 @@ class ClapSettings:
                     f"of at most {w.max_length_s:g} s whole; set audio_seconds above 0 and at most {w.max_length_s:g}"
                 )
         self.identity: dict[str, Any] = {
-            "clap_weights_sha256": self.weights.sha256,
+            "clap_weights_sha256": self.weights.sha256 if self.weights is not None else None,
             "clap_backend": BACKEND_VERSION,
         }
+        if self.absent is not None:
+            self.identity["unknown"] = (
+                f"weights not found at {self.absent} (model = {judge.model!r}): identity unknown until they are present"
+            )
 
 
 class ClapBackend:
@@ -79,12 +96,15 @@ class ClapBackend:
     needs_messages = False
     needs_key = False
 
-    def __init__(self, judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) -> None:
-        require_clap_extra()
+    def __init__(self, judge: JudgeConfig, provider: ProviderConfig, ws: Workspace, *, planning: bool = False) -> None:
+        """``planning``: a backend that only builds requests (a dry run), for weights that may be absent
+        and without the extra; it computes nothing."""
+        if not planning:
+            require_clap_extra()
         self.context = judge.context
         self.query = judge.query
-        settings = ClapSettings(judge, ws)
-        self.weights = settings.weights
+        settings = ClapSettings(judge, ws, planning=planning)
+        self._weights = settings.weights
         self.hears = settings.hears
         self.identity = settings.identity
         self.audio_root = ws.audio_dir
@@ -123,6 +143,12 @@ class ClapBackend:
         )
 
     # ------------------------------------------------------------------ computing
+
+    @property
+    def weights(self) -> ClapWeights:
+        if self._weights is None:  # a planning backend is never asked to compute
+            raise ConfigError("the CLAP weights are not on this machine: a dry run computes nothing")
+        return self._weights
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:

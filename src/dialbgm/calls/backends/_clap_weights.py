@@ -42,6 +42,15 @@ class ClapWeights:
     """The longest clip the feature extractor takes whole (LAION-CLAP: 10 s)."""
 
 
+class WeightsAbsent(ConfigError):
+    """The weights a judge names are not on this machine: a folder that does not exist, or a model id
+    outside the local Hugging Face cache. A run stops on it; a dry run plans around it (``where``)."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 def require_clap_extra() -> None:
     """Fail naming the extra, before anything is planned, when torch or transformers is missing."""
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
@@ -52,8 +61,9 @@ def require_clap_extra() -> None:
         )
 
 
-def weights_folder(model: str, root: Path) -> Path:
-    """The folder ``model`` names (a path, or a model id resolved to its snapshot folder)."""
+def weights_folder(model: str, root: Path, *, local_only: bool = False) -> Path:
+    """The folder ``model`` names (a path, or a model id resolved to its snapshot folder; with
+    ``local_only``, as under ``HF_HUB_OFFLINE=1``, from the local cache only: a dry run fetches nothing)."""
     if not model.strip():
         raise ConfigError(
             "a CLAP judge needs model = a weights folder or a Hugging Face model id (e.g. laion/clap-htsat-unfused)"
@@ -66,36 +76,42 @@ def weights_folder(model: str, root: Path) -> Path:
     # A model id is "owner/name"; anything else is a path that is not there.
     looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") != 1 or (os.sep != "/" and os.sep in model)
     if looks_like_path:
-        raise ConfigError(
+        raise WeightsAbsent(
             f"CLAP weights folder {candidates[0]} does not exist (model = {model!r}); save a model there with "
-            "ClapModel.save_pretrained and ClapProcessor.save_pretrained, or name a Hugging Face model id"
+            "ClapModel.save_pretrained and ClapProcessor.save_pretrained, or name a Hugging Face model id",
+            str(candidates[0]),
         )
-    return _snapshot(model)
+    return _snapshot(model, local_only)
 
 
-def _snapshot(model_id: str) -> Path:
+def _snapshot(model_id: str, local_only: bool) -> Path:
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
     except ImportError as e:
-        raise ConfigError(f"the CLAP judge needs the {EXTRA!r} extra ({e}); install it with  {INSTALL}") from None
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        raise WeightsAbsent(
+            f"the CLAP judge needs the {EXTRA!r} extra ({e}); install it with  {INSTALL}",
+            f"the Hugging Face cache (model {model_id!r}; the {EXTRA!r} extra that reads it is not installed)",
+        ) from None
+    offline = local_only or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    cached = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--"))
     try:
         return Path(snapshot_download(model_id, local_files_only=offline))
     except Exception as e:  # hub, network and cache errors all mean: these weights cannot be had
         how = (
             str(e).splitlines()[0]
             if not offline
-            else "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+            else f"it is not in the local Hugging Face cache ({cached}) and HF_HUB_OFFLINE is set"
         )
-        raise ConfigError(
+        raise WeightsAbsent(
             f"CLAP model {model_id!r} cannot be loaded: {how}. Download it where the hub can be reached "
-            "(huggingface-cli download ...) or name a local weights folder as the judge's model"
+            "(huggingface-cli download ...) or name a local weights folder as the judge's model",
+            str(cached),
         ) from None
 
 
-def load_weights(model: str, root: Path) -> ClapWeights:
+def load_weights(model: str, root: Path, *, local_only: bool = False) -> ClapWeights:
     """The weights ``model`` names, checked to be a CLAP model, with their identity."""
-    folder = weights_folder(model, root)
+    folder = weights_folder(model, root, local_only=local_only)
     config = _read_json(folder / "config.json", folder)
     if config.get("model_type") != "clap":
         kind = config.get("model_type")

