@@ -293,7 +293,7 @@ def test_progress_and_batch_status_show_each_batch(workspace: Workspace, sample_
     table = CliRunner().invoke(app, ["batch", "status", str(tmp_path / "r")])
     assert table.exit_code == 0 and "completed (collected)" in table.output
     missing = CliRunner().invoke(app, ["batch", "status", str(tmp_path)])
-    assert missing.exit_code == 2 and "no batches.json" in missing.output
+    assert missing.exit_code == 2 and "not a run folder (no plan.json)" in missing.output
 
 
 def test_a_batched_run_is_paid_at_the_batch_rates(workspace: Workspace, sample_path: Path, tmp_path: Path) -> None:

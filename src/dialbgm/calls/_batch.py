@@ -87,8 +87,14 @@ def read_batches(run_dir: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as e:  # written atomically: this one was damaged afterwards
         raise ResultsError(f"{path}: cannot read the run's batches ({e}); its batches cannot be found again") from e
-    if state.get("version") != STATE_VERSION or not isinstance(state.get("batches"), list):
-        raise ResultsError(f"{path}: not a dialbgm batch file (version {state.get('version')!r})")
+    if (
+        not isinstance(state, dict)
+        or state.get("version") != STATE_VERSION
+        or not isinstance(state.get("batches"), list)
+        or not all(isinstance(b, dict) for b in state["batches"])
+    ):
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ResultsError(f"{path}: not a dialbgm batch file (version {version!r})")
     return state
 
 

@@ -123,6 +123,8 @@ def export_cmd(
         state = open_campaign(name, ws, db)
         target = out or default_export(ws, state.campaign.name)
         written, left_out = export_campaign(state, target, consensus)
+    except OSError as e:
+        fail(ConfigError(f"cannot write {out or 'the export'}: {e.strerror or e}"))
     except DialbgmError as e:
         fail(e)
     rule = consensus or state.campaign.consensus

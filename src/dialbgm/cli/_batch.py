@@ -89,8 +89,12 @@ def status_cmd(
     from dialbgm.errors import DialbgmError, ResultsError
 
     try:
+        if not run.is_dir():
+            raise ResultsError(f"{run}: no such run folder")
         state = read_batches(run)
         if state is None:
+            if not (run / "plan.json").is_file():
+                raise ResultsError(f"{run}: not a run folder (no plan.json)")
             raise ResultsError(f"{run}: no batches.json (the run sent no batch)")
     except DialbgmError as e:
         fail(e)

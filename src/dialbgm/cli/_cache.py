@@ -175,11 +175,17 @@ def cache_export(
 ) -> None:
     """Write every entry of the cache to FILE, each with its sha256 (for `cache import` elsewhere)."""
     from dialbgm.calls import export_entries
-    from dialbgm.errors import DialbgmError
+    from dialbgm.errors import ConfigError, DialbgmError
 
     try:
+        if file.is_dir():
+            raise ConfigError(f"{file} is a folder: name the file to write")
+        file.parent.mkdir(parents=True, exist_ok=True)  # as agreement --out and annotate export do
         with _response_cache(url) as c:
             done = export_entries(c, file)
+    except OSError as e:
+        fail(ConfigError(f"cannot write {file}: {e.strerror or e}"))
+        return
     except DialbgmError as e:
         fail(e)
         return

@@ -70,9 +70,11 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
-            if isinstance(k, str) and _SECRET_KEY.match(k):
+            # A --set override names a dotted path (``params.api_key``): its last part is the key.
+            last = k.rsplit(".", 1)[-1] if isinstance(k, str) else k
+            if isinstance(last, str) and _SECRET_KEY.match(last):
                 out[k] = REDACTED
-            elif isinstance(k, str) and k.endswith(("api_base", "base_url", "url")) and isinstance(v, str | None):
+            elif isinstance(last, str) and last.endswith(("api_base", "base_url", "url")) and isinstance(v, str | None):
                 out[k] = redact_url(v)
             else:
                 out[k] = redact(v)

@@ -33,17 +33,22 @@ class Unreachable(StoreError):
 
 def redacted_url(url: str) -> str:
     """The URL as it may be shown: a password in it is replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password, port_number = parts.password, parts.port
+    except ValueError:  # unparseable (a bad port, a broken IPv6 host): it may still hold a password
+        return "<a URL that cannot be parsed>"
+    if password is None:
         return url
     host = parts.hostname or ""
     user = f"{parts.username}:***@" if parts.username else ":***@"
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{port_number}" if port_number else ""
     return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, parts.fragment))
 
 
 def is_shared_url(url: str) -> bool:
-    return urlsplit(url).scheme in SCHEMES
+    # By its scheme alone: a URL too broken for urlsplit is still one, to be refused as such.
+    return "://" in url and url.split("://", 1)[0].lower() in SCHEMES
 
 
 class RedisStore(Store):
@@ -60,13 +65,19 @@ class RedisStore(Store):
                 f"{place.what} {redacted_url(url)} needs the redis client: pip install 'dialbgm[redis]'"
             ) from None
         self._redis_mod = redis
-        scheme = urlsplit(url).scheme
+        try:
+            scheme, _port = urlsplit(url).scheme, urlsplit(url).port
+        except ValueError as e:
+            raise ConfigError(f"{place.what} {redacted_url(url)} is not a usable Redis URL ({e})") from None
         # Valkey speaks the same protocol; the client only knows redis:// names.
         url = {"valkey": "redis", "valkeys": "rediss"}.get(scheme, scheme) + url[len(scheme) :]
         self.url = url
-        self._client = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
-        )
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
+            )
+        except ValueError as e:  # a scheme, port or host redis cannot use; the message never holds the URL
+            raise ConfigError(f"{place.what} {redacted_url(url)} is not a usable Redis URL ({e})") from None
         self._call(self._client.ping)  # fail at open, naming the server, not at the first lookup
 
     def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

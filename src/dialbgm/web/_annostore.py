@@ -114,6 +114,8 @@ class AnnotationStore:
                 conn = psycopg.connect(self.url, connect_timeout=10)
             except psycopg.OperationalError as e:
                 raise InputError(f"{self.describe()}: cannot connect ({str(e).strip()})") from None
+            except (psycopg.ProgrammingError, ValueError):  # a malformed URL: its text may hold the password
+                raise InputError("--db: not a valid PostgreSQL URL (postgresql://user@host:port/dbname)") from None
             with conn, conn.cursor() as pcur:
                 yield pcur
             return

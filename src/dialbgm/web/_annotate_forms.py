@@ -66,7 +66,8 @@ def parse_ranking(form: Mapping[str, str], shown_ids: list[str], ties: bool) -> 
     numbers: list[int] = []
     for k in range(n):
         value = form.get(f"rank-{k}", "").strip()
-        if not value.isdigit() or not 1 <= int(value) <= n:
+        # ASCII digits only: str.isdigit() also takes '①' (int() refuses it) and '١' (another script).
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= n:
             raise FormError(f"give clip {_label(k)} a rank from 1 to {n}")
         numbers.append(int(value))
     if not ties and sorted(numbers) != list(range(1, n + 1)):

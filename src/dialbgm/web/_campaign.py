@@ -21,6 +21,7 @@ Every problem is reported with the file, line and field (exit 2).
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import tomllib
@@ -186,8 +187,8 @@ def load_campaign(path: Path, workspace: Workspace, data_arg: Path | None = None
     ties = get(raw, None, "ties", bool, False)
     seed = get(raw, None, "seed", int, 0)
     min_listen = float(get(raw, None, "min_listen_seconds", (int, float), 0))
-    if min_listen < 0:
-        bad(None, "min_listen_seconds", f"must be >= 0, got {min_listen}")
+    if not math.isfinite(min_listen) or min_listen < 0:  # nan would switch the check off, inf block every item
+        bad(None, "min_listen_seconds", f"must be a finite number >= 0, got {min_listen}")
     consensus = get(raw, None, "consensus", str, "mean")
     if consensus not in CONSENSUS_RULES:
         bad(None, "consensus", f"must be one of {', '.join(CONSENSUS_RULES)}, got {consensus!r}")
