@@ -252,8 +252,9 @@ def test_every_shipped_judge_loads_and_renders(workspace: Workspace, audio_data:
         hears = load_judge(workspace, name).input != "caption"
         data, item = (audio_data, "a001") if hears else (sample_path, "s001")
         out = runner.invoke(app, ["render", "--judge", name, "--data", str(data), "--item", item])
+        if name.startswith("clap-"):  # its weights (named by model id) are never on a test machine
+            assert out.exit_code == 2 and "cannot be loaded" in out.output and "Traceback" not in out.output, name
+            continue
         assert out.exit_code == 0, (name, out.output)
-        if name.startswith("clap-"):  # CLAP's audio tower takes 48 kHz; rendered without its weights here
-            assert out.output.count("[audio: wav · 10.00 s · 48000 Hz · mono") == 4, name
-        elif hears:
+        if hears:
             assert out.output.count("[audio: wav · 10.00 s · 16000 Hz · mono") == 4 or "flac" in out.output, name

@@ -43,9 +43,6 @@ def render(
         return
     warn(prep.warnings)
     reqs = [prep.request(i) for i in idx]
-    for note in sorted({str(r.identity["unknown"]) for r in reqs if r.identity.get("unknown")}):
-        # A CLAP judge planned without its weights: the key will hold their hash once they are here.
-        typer.echo(f"note: {note}; the cache keys shown are provisional", err=True)
     if as_json:
         body = [
             {

@@ -279,9 +279,8 @@ def prepared_identity(
 def render_item(
     ws: Workspace, judge_name: str, data_path: Path, item_id: str, overrides: dict[str, Any] | None = None
 ) -> tuple[Prepared, list[int]]:
-    """The units of one item, planned exactly as a run would, without calling anything (planned
-    like a dry run: a CLAP judge whose weights are absent still shows what it would embed)."""
-    prep = prepare(ws, judge_name, data_path, overrides=overrides, planning=True)
+    """The units of one item, planned exactly as a run would, without calling anything."""
+    prep = prepare(ws, judge_name, data_path, overrides=overrides)
     idx = [i for i, u in enumerate(prep.units) if u.item.id == item_id]
     if not idx:
         raise ConfigError(f"no item {item_id!r} in {data_path}")
